@@ -1,0 +1,158 @@
+"""FHIR R4 files (Bundles, bulk-export NDJSON, gzip) → rows of `bronze.fhir_resources`.
+
+Each resource is kept exactly as received except that `urn:uuid:` references (how
+transaction Bundles point at each other) are rewritten to `ResourceType/id`, so that
+references mean the same thing once the Bundle is taken apart.
+"""
+from __future__ import annotations
+
+import gzip
+from datetime import datetime
+from pathlib import Path
+
+import orjson
+import pyarrow as pa
+
+from medlake.ingest import Modality, Parsed, Problem, TableSpec
+
+FHIR_RESOURCES = TableSpec(
+    name="bronze.fhir_resources",
+    schema=pa.schema([
+        ("resource_type", pa.string()), ("resource_id", pa.string()),
+        ("patient_ref", pa.string()), ("last_updated", pa.timestamp("us", tz="UTC")),
+        ("resource", pa.string()), ("source_uri", pa.string()),
+        ("source_sha256", pa.string()), ("batch_id", pa.string()),
+        ("ingested_at", pa.timestamp("us", tz="UTC")),
+    ]),
+    keys=["resource_type", "resource_id"],
+    # A resource replaces the stored one only when it is newer and different, so
+    # re-ingesting old exports never rolls a record back.
+    update_when="(t.last_updated IS NULL OR s.last_updated >= t.last_updated) "
+                "AND s.resource <> t.resource",
+)
+
+# Elements through which a resource belongs to a patient's compartment.
+PATIENT_LINKS = ("subject", "patient", "beneficiary", "individual")
+
+
+def _open(path: Path) -> bytes:
+    data = path.read_bytes()
+    return gzip.decompress(data) if data[:2] == b"\x1f\x8b" else data
+
+
+def _timestamp(value) -> datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
+def _resolve(node, refs: dict[str, str]):
+    """Rewrite every `reference` that is a Bundle-local urn:uuid, in place."""
+    stack = [node]
+    while stack:
+        cur = stack.pop()
+        if isinstance(cur, dict):
+            ref = cur.get("reference")
+            if isinstance(ref, str) and ref in refs:
+                cur["reference"] = refs[ref]
+            stack.extend(v for v in cur.values() if isinstance(v, (dict, list)))
+        elif isinstance(cur, list):
+            stack.extend(v for v in cur if isinstance(v, (dict, list)))
+
+
+def patient_ref(resource: dict) -> str | None:
+    if resource.get("resourceType") == "Patient":
+        return f"Patient/{resource.get('id')}"
+    for link in PATIENT_LINKS:
+        ref = resource.get(link)
+        if isinstance(ref, dict) and str(ref.get("reference", "")).startswith("Patient/"):
+            return ref["reference"]
+    return None
+
+
+def to_row(resource: dict) -> dict:
+    return dict(
+        resource_type=resource["resourceType"], resource_id=str(resource["id"]),
+        patient_ref=patient_ref(resource),
+        last_updated=_timestamp((resource.get("meta") or {}).get("lastUpdated")),
+        resource=orjson.dumps(resource).decode(),
+    )
+
+
+def _check(resource, where: str) -> Problem | None:
+    if not isinstance(resource, dict):
+        return Problem("Entry is not a JSON object, so it is not a FHIR resource.", where)
+    if not resource.get("resourceType"):
+        return Problem("Resource has no resourceType; every FHIR resource must name its type.", where)
+    if not resource.get("id"):
+        return Problem(f"{resource['resourceType']} has no id, so it cannot be keyed; "
+                       "ask the sender to export resources with ids.", where)
+    return None
+
+
+def parse_bundle_or_resource(doc, out: Parsed) -> None:
+    if doc.get("resourceType") != "Bundle":
+        problem = _check(doc, "")
+        if problem:
+            out.problems.append(problem)
+        else:
+            out.rows["bronze.fhir_resources"].append(to_row(doc))
+        return
+    entries = doc.get("entry") or []
+    refs = {}
+    for e in entries:
+        r = (e or {}).get("resource") or {}
+        if isinstance(r, dict) and r.get("resourceType") and r.get("id") and e.get("fullUrl"):
+            refs[e["fullUrl"]] = f"{r['resourceType']}/{r['id']}"
+    for i, e in enumerate(entries):
+        resource = (e or {}).get("resource")
+        problem = _check(resource, f"#entry={i}")
+        if problem:
+            out.problems.append(problem)
+            continue
+        _resolve(resource, refs)
+        out.rows["bronze.fhir_resources"].append(to_row(resource))
+
+
+def parse(path: Path, context: dict) -> Parsed:
+    out = Parsed(rows={"bronze.fhir_resources": []})
+    try:
+        text = _open(path)
+    except (OSError, EOFError, gzip.BadGzipFile) as e:
+        return Parsed(problems=[Problem(f"File could not be read or decompressed ({e}).")], fatal=True)
+    if path.name.endswith((".ndjson", ".ndjson.gz")):
+        for n, line in enumerate(text.splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                doc = orjson.loads(line)
+            except orjson.JSONDecodeError as e:
+                out.problems.append(Problem(f"Line is not valid JSON ({e}).", f"#line={n}"))
+                continue
+            problem = _check(doc, f"#line={n}")
+            if problem:
+                out.problems.append(problem)
+            else:
+                out.rows["bronze.fhir_resources"].append(to_row(doc))
+        return out
+    try:
+        doc = orjson.loads(text)
+    except orjson.JSONDecodeError as e:
+        return Parsed(problems=[Problem(f"File is not valid JSON ({e}); it may be truncated, "
+                                        "re-export it from the source system.")], fatal=True)
+    if not isinstance(doc, dict) or "resourceType" not in doc:
+        return Parsed(problems=[Problem("JSON file has no resourceType, so it is not FHIR; "
+                                        "move it out of landing/fhir/.")], fatal=True)
+    parse_bundle_or_resource(doc, out)
+    return out
+
+
+FHIR = Modality(
+    name="fhir",
+    patterns=["**/*.json", "**/*.ndjson", "**/*.json.gz", "**/*.ndjson.gz"],
+    tables=[FHIR_RESOURCES],
+    parse=parse,
+)

@@ -1,0 +1,111 @@
+"""Settings from the environment, read in one place.
+
+Every other module asks `get_settings()` where things live and which secrets and
+endpoints to use, so a deployment changes configuration only, never code.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+# The variables medlake reads, with their defaults and meaning. The README's table is
+# generated from this list (`medlake env`), so the two never drift apart.
+ENV_VARS: dict[str, tuple[str, str]] = {
+    "MEDLAKE_HOME": ("./.medlake", "root folder for landing/, lake/, vectors/, gx/, dagster_home/"),
+    "MEDLAKE_LAKE_URI": ("$MEDLAKE_HOME/lake", "where the Delta tables live (a path or s3://bucket/prefix)"),
+    "MEDLAKE_PSEUDONYM_KEY": ("medlake-demo-key (insecure)", "secret for HMAC-SHA256 person_key and other pseudonyms; set it in production"),
+    "MEDLAKE_DATE_SHIFT_DAYS": ("365", "maximum per-person date shift in days (0 disables shifting)"),
+    "MEDLAKE_EMBED_MODEL": ("packaged all-MiniLM-L6-v2", "sentence-transformers model folder or name"),
+    "MEDLAKE_EMBED_DEVICE": ("cpu", "torch device for embeddings (cpu, cuda)"),
+    "MEDLAKE_EMBED_BATCH": ("32", "texts per embedding batch"),
+    "MEDLAKE_LLM_BASE_URL": ("(unset)", "OpenAI-compatible endpoint, e.g. http://vllm:8000/v1; unset = answer from evidence only"),
+    "MEDLAKE_LLM_MODEL": ("(unset)", "model name served at that endpoint"),
+    "MEDLAKE_LLM_API_KEY": ("EMPTY", "API key for the endpoint (vLLM accepts any unless --api-key is set)"),
+    "MEDLAKE_LLM_TIMEOUT": ("60", "seconds before an LLM call is abandoned"),
+    "MEDLAKE_USER": ("login name", "who is recorded as asking, in gold.rag_audit"),
+    "DAGSTER_HOME": ("$MEDLAKE_HOME/dagster_home", "Dagster instance folder (runs, event logs)"),
+}
+
+DEMO_KEY = "medlake-demo-key"
+
+
+@dataclass(frozen=True)
+class Settings:
+    home: Path
+    lake_uri: str
+    pseudonym_key: bytes = field(repr=False)
+    date_shift_days: int
+    embed_model: str | None
+    embed_device: str
+    embed_batch: int
+    llm_base_url: str | None
+    llm_model: str | None
+    llm_api_key: str = field(repr=False)
+    llm_timeout: float
+    user: str
+
+    @property
+    def landing(self) -> Path:
+        return self.home / "landing"
+
+    @property
+    def vectors(self) -> Path:
+        return self.home / "vectors"
+
+    @property
+    def warehouse(self) -> Path:
+        return self.home / "warehouse.duckdb"
+
+    @property
+    def gx_root(self) -> Path:
+        return self.home / "gx"
+
+    @property
+    def dagster_home(self) -> Path:
+        return Path(os.environ.get("DAGSTER_HOME") or self.home / "dagster_home")
+
+    @property
+    def dbt_staging(self) -> Path:
+        """Scratch Parquet that dbt writes before the Delta commit; safe to delete."""
+        return self.home / "dbt_staging"
+
+    def table_uri(self, table: str) -> str:
+        """`bronze.fhir_resources` -> `<lake>/bronze/fhir_resources`."""
+        layer, name = table.split(".")
+        return f"{self.lake_uri.rstrip('/')}/{layer}/{name}"
+
+    def export_env(self) -> None:
+        """Make child processes (dbt, dagster dev) see the same resolved settings."""
+        os.environ["MEDLAKE_HOME"] = str(self.home)
+        os.environ["MEDLAKE_LAKE_URI"] = self.lake_uri
+        os.environ.setdefault("DAGSTER_HOME", str(self.dagster_home))
+
+
+def _user() -> str:
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except Exception:  # no passwd entry in some containers
+        return "unknown"
+
+
+def get_settings() -> Settings:
+    env = os.environ
+    home = Path(env.get("MEDLAKE_HOME", ".medlake")).expanduser().resolve()
+    lake = env.get("MEDLAKE_LAKE_URI") or str(home / "lake")
+    return Settings(
+        home=home,
+        lake_uri=lake,
+        pseudonym_key=env.get("MEDLAKE_PSEUDONYM_KEY", DEMO_KEY).encode(),
+        date_shift_days=int(env.get("MEDLAKE_DATE_SHIFT_DAYS", "365")),
+        embed_model=env.get("MEDLAKE_EMBED_MODEL") or None,
+        embed_device=env.get("MEDLAKE_EMBED_DEVICE", "cpu"),
+        embed_batch=int(env.get("MEDLAKE_EMBED_BATCH", "32")),
+        llm_base_url=env.get("MEDLAKE_LLM_BASE_URL") or None,
+        llm_model=env.get("MEDLAKE_LLM_MODEL") or None,
+        llm_api_key=env.get("MEDLAKE_LLM_API_KEY", "EMPTY"),
+        llm_timeout=float(env.get("MEDLAKE_LLM_TIMEOUT", "60")),
+        user=env.get("MEDLAKE_USER") or _user(),
+    )

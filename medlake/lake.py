@@ -1,0 +1,188 @@
+"""Delta Lake reads and writes, the only code that touches table storage.
+
+Reads go through DuckDB over the table's Parquet files rather than
+`DeltaTable.to_pyarrow_*`, which can abort the process at exit (STACK_NOTES).
+Writes are MERGEs on natural keys, so re-running on the same input commits nothing.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+from deltalake import CommitProperties, DeltaTable, write_deltalake
+from deltalake.exceptions import CommitFailedError, TableNotFoundError
+
+from medlake.config import get_settings
+
+FINGERPRINT = "medlake.content_fingerprint"
+
+
+def uri(table: str) -> str:
+    return get_settings().table_uri(table)
+
+
+def open_table(table: str) -> DeltaTable | None:
+    try:
+        return DeltaTable(uri(table))
+    except TableNotFoundError:
+        return None
+
+
+def list_tables(layer: str) -> list[str]:
+    """Delta tables that exist in a layer (local lakes; object stores list by prefix)."""
+    root = Path(get_settings().table_uri(f"{layer}.x")).parent
+    if not root.is_dir():
+        return []
+    return sorted(f"{layer}.{p.name}" for p in root.iterdir() if (p / "_delta_log").is_dir())
+
+
+def version(table: str) -> int | None:
+    dt = open_table(table)
+    return None if dt is None else dt.version()
+
+
+def arrow_schema(dt: DeltaTable) -> pa.Schema:
+    return pa.schema(dt.schema().to_arrow())
+
+
+def scan_sql(dt: DeltaTable) -> str:
+    """A DuckDB table expression for the table's current files (empty tables too)."""
+    files = dt.file_uris()
+    if files:
+        return f"read_parquet({files!r}, union_by_name=true)"
+    cols = ", ".join(
+        f'NULL::{_duck_type(f.type)} AS "{f.name}"' for f in arrow_schema(dt)
+    )
+    return f"(SELECT {cols} LIMIT 0)"
+
+
+def _duck_type(t: pa.DataType) -> str:
+    if pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_string_view(t):
+        return "VARCHAR"
+    if pa.types.is_integer(t):
+        return "BIGINT"
+    if pa.types.is_floating(t):
+        return "DOUBLE"
+    if pa.types.is_boolean(t):
+        return "BOOLEAN"
+    if pa.types.is_timestamp(t):
+        return "TIMESTAMPTZ" if t.tz else "TIMESTAMP"
+    if pa.types.is_date(t):
+        return "DATE"
+    return "VARCHAR"
+
+
+def connect(*tables: str) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB where each named table is a view `layer.name`."""
+    con = duckdb.connect()
+    for table in tables:
+        dt = open_table(table)
+        if dt is None:
+            continue
+        layer, name = table.split(".")
+        con.execute(f'CREATE SCHEMA IF NOT EXISTS "{layer}"')
+        con.execute(f'CREATE VIEW "{layer}"."{name}" AS SELECT * FROM {scan_sql(dt)}')
+    return con
+
+
+def read(table: str, sql: str = "SELECT * FROM t") -> pa.Table:
+    """Run `sql` with the table bound as `t`; an empty result for a missing table."""
+    dt = open_table(table)
+    if dt is None:
+        return pa.table({})
+    con = duckdb.connect()
+    try:
+        con.execute(f"CREATE VIEW t AS SELECT * FROM {scan_sql(dt)}")
+        return con.sql(sql).to_arrow_table()
+    finally:
+        con.close()
+
+
+def ensure(table: str, schema: pa.Schema) -> DeltaTable:
+    """Create an empty table with `schema` if it does not exist yet."""
+    dt = open_table(table)
+    if dt is not None:
+        return dt
+    try:
+        write_deltalake(uri(table), schema.empty_table(), mode="error")
+    except Exception:
+        # Another writer created it between our check and our write: use theirs.
+        pass
+    return DeltaTable(uri(table))
+
+
+@dataclass
+class WriteResult:
+    table: str
+    version: int
+    inserted: int = 0
+    updated: int = 0
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.inserted or self.updated)
+
+
+def merge(table: str, data: pa.Table, keys: list[str], update_when: str | None = None,
+          retries: int = 5) -> WriteResult:
+    """Upsert `data` on `keys`. Rows that match and satisfy `update_when` (SQL over
+    `s` source and `t` target) replace the target row; new keys are inserted.
+
+    A merge that changes nothing commits nothing, which is what makes assets
+    idempotent. Concurrent commits are retried with backoff.
+    """
+    dt = ensure(table, data.schema)
+    if data.num_rows == 0:
+        return WriteResult(table, dt.version())
+    on = " AND ".join(f't."{k}" = s."{k}"' for k in keys)
+    for attempt in range(retries):
+        try:
+            m = dt.merge(data, predicate=on, source_alias="s", target_alias="t")
+            if update_when:
+                m = m.when_matched_update_all(predicate=update_when)
+            metrics = m.when_not_matched_insert_all().execute()
+            return WriteResult(table, DeltaTable(uri(table)).version(),
+                               metrics.get("num_target_rows_inserted", 0),
+                               metrics.get("num_target_rows_updated", 0))
+        except CommitFailedError:
+            if attempt == retries - 1:
+                raise
+            time.sleep(0.2 * 2 ** attempt)
+            dt = DeltaTable(uri(table))
+    raise AssertionError("unreachable")
+
+
+def fingerprint(con: duckdb.DuckDBPyConnection, relation_sql: str) -> str:
+    """Order-independent content hash of a relation, computed inside DuckDB."""
+    cols = con.execute(f"DESCRIBE {relation_sql}").fetchall()
+    schema = ",".join(f"{c[0]}:{c[1]}" for c in cols)
+    n, h = con.execute(
+        f"SELECT count(*), coalesce(sum(hash(r)::HUGEINT), 0) FROM {relation_sql} r"
+    ).fetchall()[0]
+    return f"{schema}|{n}|{h}"
+
+
+def replace_if_changed(table: str, data: pa.Table, fp: str) -> WriteResult:
+    """Overwrite a derived table, but only when its content fingerprint changed,
+    so a rebuild on unchanged input leaves the Delta version where it was."""
+    dt = open_table(table)
+    if dt is not None:
+        last = dt.history(1)[0]
+        if last.get(FINGERPRINT) == fp:
+            return WriteResult(table, dt.version())
+    write_deltalake(uri(table), data, mode="overwrite", schema_mode="overwrite",
+                    commit_properties=CommitProperties(custom_metadata={FINGERPRINT: fp}))
+    return WriteResult(table, DeltaTable(uri(table)).version(), inserted=data.num_rows)
+
+
+def stats(table: str) -> dict:
+    """Version, row count and column schema, for Dagster metadata and summaries."""
+    dt = open_table(table)
+    if dt is None:
+        return {"exists": False}
+    rows = read(table, "SELECT count(*) AS n FROM t").column("n")[0].as_py()
+    return {"exists": True, "version": dt.version(), "rows": rows,
+            "schema": arrow_schema(dt), "uri": uri(table)}

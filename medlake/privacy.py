@@ -1,0 +1,93 @@
+"""De-identification: keyed pseudonyms, per-person date shifts, free-text scrubbing.
+
+One implementation serves every modality (FHIR, DICOM, VCF) and every engine (Python
+assets, and dbt through DuckDB functions registered by the project's dbt plugin), so
+the same person gets the same key and the same date shift everywhere.
+"""
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+from datetime import date, timedelta
+
+from medlake.config import get_settings
+
+
+def _digest(purpose: str, value: str, key: bytes | None = None) -> bytes:
+    key = key if key is not None else get_settings().pseudonym_key
+    return hmac.new(key, f"{purpose}\x1f{value}".encode(), hashlib.sha256).digest()
+
+
+def person_key(mrn: str | None, key: bytes | None = None) -> str | None:
+    """HMAC-SHA256 pseudonym of a patient's medical record number (hex, 32 chars)."""
+    if mrn is None or mrn == "":
+        return None
+    return _digest("person", mrn.strip(), key).hex()[:32]
+
+
+def pseudonym(kind: str, value: str | None, key: bytes | None = None) -> str | None:
+    """Stable pseudonym for any other identifier (a resource id, a UID)."""
+    if value is None or value == "":
+        return None
+    return _digest(kind, value, key).hex()[:32]
+
+
+def date_shift_days(mrn: str | None, max_days: int | None = None,
+                    key: bytes | None = None) -> int:
+    """A per-person offset in [-max_days, max_days] \\ {0}, stable across modalities."""
+    max_days = get_settings().date_shift_days if max_days is None else max_days
+    if not mrn or max_days <= 0:
+        return 0
+    n = int.from_bytes(_digest("dateshift", mrn.strip(), key)[:8], "big")
+    v = n % (2 * max_days)
+    return v - max_days if v < max_days else v - max_days + 1
+
+
+def shift_date(value: date | None, days: int) -> date | None:
+    return None if value is None else value + timedelta(days=days)
+
+
+# Patterns for identifiers that have a recognisable shape. Names and addresses have
+# none, so callers pass the person's known values too (from bronze, where they live).
+_PATTERNS = [
+    (re.compile(r"\b\d{3}-\d{2}-\d{4}\b"), "[SSN]"),
+    (re.compile(r"\bMRN[:#\s]*[A-Z0-9-]{4,}\b", re.I), "[MRN]"),
+    (re.compile(r"(?:\+?1[-.\s]?)?\(?\b\d{3}\)?[-.\s]\d{3}[-.\s]\d{4}\b(?:\s*x\d+)?"), "[PHONE]"),
+    (re.compile(r"\b[\w.+-]+@[\w-]+\.[\w.-]+\b"), "[EMAIL]"),
+    (re.compile(r"\b\d{5}(?:-\d{4})?\b"), "[ZIP]"),
+]
+_ISO_DATE = re.compile(r"\b(\d{4})-(\d{2})-(\d{2})\b")
+_US_DATE = re.compile(r"\b(\d{1,2})/(\d{1,2})/(\d{4})\b")
+
+
+def _shift_match(m: re.Match, days: int, iso: bool) -> str:
+    try:
+        if iso:
+            d = date(int(m[1]), int(m[2]), int(m[3]))
+        else:
+            d = date(int(m[3]), int(m[1]), int(m[2]))
+    except ValueError:
+        return "[DATE]"
+    return (d + timedelta(days=days)).isoformat()
+
+
+def scrub_text(text: str | None, known: list[str] | None = None, days: int = 0) -> str | None:
+    """Remove identifiers from free text.
+
+    `known` holds the person's own identifier values (names, MRN, address parts...):
+    each is replaced wherever it appears, case-insensitively and as a whole word.
+    Shaped identifiers (SSN, phone, e-mail, ZIP, MRN) are replaced by tags, and dates
+    are shifted by `days` so intervals in the narrative stay true.
+    """
+    if text is None:
+        return None
+    out = text
+    for value in sorted({k.strip() for k in known or [] if k and len(k.strip()) >= 2},
+                        key=len, reverse=True):
+        out = re.sub(rf"(?<!\w){re.escape(value)}(?!\w)", "[REDACTED]", out, flags=re.I)
+    for pattern, tag in _PATTERNS:
+        out = pattern.sub(tag, out)
+    out = _ISO_DATE.sub(lambda m: _shift_match(m, days, True), out)
+    out = _US_DATE.sub(lambda m: _shift_match(m, days, False), out)
+    return out
