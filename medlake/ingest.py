@@ -58,6 +58,7 @@ class TableSpec:
     schema: pa.Schema
     keys: list[str]
     update_when: str | None = None  # when a newer row replaces the stored one
+    description: str = ""
 
 
 @dataclass

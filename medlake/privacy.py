@@ -83,11 +83,13 @@ def scrub_text(text: str | None, known: list[str] | None = None, days: int = 0) 
     if text is None:
         return None
     out = text
+    # Shaped identifiers first: redacting a name inside an e-mail address would leave
+    # the rest of the address behind.
+    for pattern, tag in _PATTERNS:
+        out = pattern.sub(tag, out)
     for value in sorted({k.strip() for k in known or [] if k and len(k.strip()) >= 2},
                         key=len, reverse=True):
         out = re.sub(rf"(?<!\w){re.escape(value)}(?!\w)", "[REDACTED]", out, flags=re.I)
-    for pattern, tag in _PATTERNS:
-        out = pattern.sub(tag, out)
     out = _ISO_DATE.sub(lambda m: _shift_match(m, days, True), out)
     out = _US_DATE.sub(lambda m: _shift_match(m, days, False), out)
     return out

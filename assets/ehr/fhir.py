@@ -25,6 +25,12 @@ FHIR_RESOURCES = TableSpec(
         ("ingested_at", pa.timestamp("us", tz="UTC")),
     ]),
     keys=["resource_type", "resource_id"],
+    description=(
+        "Every FHIR R4 resource from `landing/fhir/` (Bundles, bulk-export NDJSON, gzip), "
+        "exactly as received, one row per (resource_type, resource_id). Bundle-local "
+        "`urn:uuid:` references are rewritten to `Type/id`. Files already ingested (same "
+        "sha256) are skipped; bad files and entries go to `bronze.quarantine`. Holds "
+        "identifiers: bronze access only."),
     # A resource replaces the stored one only when it is newer and different, so
     # re-ingesting old exports never rolls a record back.
     update_when="(t.last_updated IS NULL OR s.last_updated >= t.last_updated) "

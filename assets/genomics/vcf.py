@@ -32,6 +32,10 @@ VARIANTS = TableSpec(
         *_PROVENANCE,
     ]),
     keys=["variant_id"],
+    description=(
+        "Variant sites from `landing/vcf/` (VCF 4.x, plain or bgzipped), one row per "
+        "chrom:pos:ref:alt, with INFO as JSON, ClinVar CLNSIG and the raw VEP/snpEff "
+        "annotation. A file htslib cannot parse is quarantined whole."),
 )
 GENOTYPES = TableSpec(
     name="bronze.vcf_genotypes",
@@ -41,12 +45,16 @@ GENOTYPES = TableSpec(
         ("gq", pa.int64()), *_PROVENANCE,
     ]),
     keys=["sample_id", "variant_id"],
+    description="Genotype calls in long form, one row per (sample_id, variant_id), with "
+                "GT text, phasing, alt allele count, DP and GQ.",
 )
 SAMPLES = TableSpec(
     name="bronze.vcf_samples",
     schema=pa.schema([("sample_id", pa.string()), ("mrn", pa.string()), *_PROVENANCE]),
     keys=["sample_id"],
     update_when="s.mrn <> t.mrn",
+    description="Sample manifest (CSV in `landing/vcf/`): sequencing sample id → patient "
+                "MRN, which links genotypes to person_key. Holds identifiers.",
 )
 
 

@@ -32,6 +32,10 @@ DICOM_INSTANCES = TableSpec(
         ("batch_id", pa.string()), ("ingested_at", pa.timestamp("us", tz="UTC")),
     ]),
     keys=["sop_instance_uid"],
+    description=(
+        "DICOM headers from `landing/dicom/**/*.dcm`, one row per SOP instance. Pixel data "
+        "is never read; the header is kept as the DICOM JSON model with bulk values "
+        "omitted. Unreadable files go to `bronze.quarantine`. Holds PHI."),
     update_when="s.header <> t.header",
 )
 

@@ -1,0 +1,103 @@
+"""The `medlake` command: generate sample data, run the pipeline, ask questions."""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from medlake.config import ENV_VARS, get_settings
+
+
+def cmd_generate(args) -> int:
+    from tqdm import tqdm
+
+    from medlake.generate import generate
+
+    landing = get_settings().landing
+    with tqdm(total=args.patients, unit="patient", desc="generate") as bar:
+        result = generate(landing, patients=args.patients, seed=args.seed,
+                          bad_files=args.bad_files, ndjson=args.ndjson,
+                          progress=lambda n: bar.update(1))
+    print(f"Wrote {result.patients} patients to {landing}: {result.fhir_files} FHIR files "
+          f"({sum(result.fhir_resources.values())} resources), {result.dicom_files} DICOM "
+          f"files, {result.vcf_files} VCF files ({result.variants} variants, "
+          f"{result.samples} samples), {len(result.bad_files)} deliberately bad files.")
+    return 0
+
+
+def cmd_run(args) -> int:
+    from medlake.pipeline import run
+
+    report = run(show_progress=not args.quiet)
+    width = max(len(t) for t in report.tables) if report.tables else 10
+    print(f"\n{'table':{width}}  {'version':>7}  {'rows':>8}")
+    for table, s in report.tables.items():
+        print(f"{table:{width}}  {s['version']:>7}  {s['rows']:>8}")
+    print(f"{'vectors.clinical_chunks':{width}}  {'':>7}  {report.chunks:>8}")
+    quarantined = ", ".join(f"{m}: {n}" for m, n in report.quarantined.items()) or "none"
+    print(f"\nQuarantined (bronze.quarantine): {quarantined}")
+    print(f"Dagster run {report.run_id}; dbt output in {report.log_path}")
+    if not report.success:
+        print("\nThe run did not finish cleanly:", file=sys.stderr)
+        for f in report.failures:
+            print(f"  - {f}", file=sys.stderr)
+        print("Open the run in the Dagster UI (`dagster dev`) for the full logs, fix the "
+              "cause, and run `medlake run` again: finished work is kept.", file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_ask(args) -> int:
+    from serving.rag import ask
+
+    answer = ask(args.question, k=args.k, person_key=args.person_key)
+    print(answer.answer)
+    print(f"\nModel: {answer.model or 'none (evidence only)'}   answer_id: {answer.answer_id}")
+    if not answer.cited_ok:
+        print("Warning: the model's citations do not match the retrieved evidence.",
+              file=sys.stderr)
+    print("Citations:")
+    for c in answer.citations:
+        print(f"  [{c.chunk_id}] → {c.source_table} v{c.source_version} "
+              f"document_id={c.source_key} (score {c.score:.3f})")
+    return 0
+
+
+def cmd_env(args) -> int:
+    print("| variable | default | meaning |\n| --- | --- | --- |")
+    for name, (default, meaning) in ENV_VARS.items():
+        print(f"| `{name}` | {default} | {meaning} |")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="medlake", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    g = sub.add_parser("generate", help="write a deterministic sample hospital drop to landing/")
+    g.add_argument("--patients", type=int, default=20)
+    g.add_argument("--seed", type=int, default=42)
+    g.add_argument("--bad-files", action="store_true", help="add deliberately broken files")
+    g.add_argument("--ndjson", action="store_true", help="FHIR as bulk-export NDJSON")
+    g.set_defaults(fn=cmd_generate)
+
+    r = sub.add_parser("run", help="materialize every asset over what is in landing/")
+    r.add_argument("--quiet", action="store_true", help="no progress bar")
+    r.set_defaults(fn=cmd_run)
+
+    a = sub.add_parser("ask", help="answer a question from the lake, with citations")
+    a.add_argument("question")
+    a.add_argument("-k", type=int, default=5, help="chunks to retrieve")
+    a.add_argument("--person-key", help="restrict to one person")
+    a.set_defaults(fn=cmd_ask)
+
+    e = sub.add_parser("env", help="print the environment variables medlake reads")
+    e.set_defaults(fn=cmd_env)
+
+    args = parser.parse_args(argv)
+    os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
+    return args.fn(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,77 @@
+"""`medlake run`: materialize every asset once, outside the UI, and summarize the lake."""
+from __future__ import annotations
+
+import contextlib
+
+from dataclasses import dataclass, field
+
+from medlake import lake
+from medlake.config import get_settings
+
+JOB = "refresh_all"
+LAKE_TABLES = ["bronze.fhir_resources", "bronze.dicom_instances", "bronze.vcf_variants",
+               "bronze.vcf_genotypes", "bronze.vcf_samples", "bronze.quarantine",
+               "silver.patient", "silver.document", "gold.patient_360"]
+
+
+@dataclass
+class RunReport:
+    success: bool
+    run_id: str
+    failures: list[str] = field(default_factory=list)
+    log_path: str = ""
+    tables: dict[str, dict] = field(default_factory=dict)
+    quarantined: dict[str, int] = field(default_factory=dict)
+    chunks: int = 0
+
+
+def run(show_progress: bool = True) -> RunReport:
+    settings = get_settings()
+    settings.export_env()
+    settings.dagster_home.mkdir(parents=True, exist_ok=True)
+    (settings.dagster_home / "dagster.yaml").touch()  # defaults: sqlite under DAGSTER_HOME
+    settings.landing.mkdir(parents=True, exist_ok=True)
+    import dagster as dg
+
+    from medlake import progress
+    from orchestration.definitions import defs
+
+    job = defs.resolve_job_def(JOB)
+    steps = len(job.graph.node_defs)
+    loggers = ({"medlake_progress": {}} if show_progress
+               else {"console": {"config": {"log_level": "ERROR"}}})
+    log_path = settings.home / "logs" / "last_run.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    # dbt's own output goes to a file; the terminal gets the progress bar and summary.
+    with dg.DagsterInstance.get() as instance, open(log_path, "w") as log_file, \
+            contextlib.redirect_stdout(log_file):  # runs show up in `dagster dev` too
+        if show_progress:
+            progress.start(steps)
+        try:
+            result = job.execute_in_process(instance=instance, raise_on_error=False,
+                                            run_config={"loggers": loggers})
+        finally:
+            progress.close()
+    failures = [f"{e.step_key}: {e.event_specific_data.error.message.strip()}"
+                for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
+    failures += [f"check {e.event_specific_data.asset_key.to_user_string()}:"
+                 f"{e.event_specific_data.check_name} failed"
+                 for e in result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"
+                 and not e.event_specific_data.passed]
+    return RunReport(success=result.success and not failures, run_id=result.run_id,
+                     failures=failures, log_path=str(log_path), **summarize())
+
+
+def summarize() -> dict:
+    tables = {}
+    for t in LAKE_TABLES:
+        s = lake.stats(t)
+        if s.get("exists"):
+            tables[t] = {"version": s["version"], "rows": s["rows"]}
+    q = lake.read("bronze.quarantine", "SELECT modality, count(*) FROM t GROUP BY 1 ORDER BY 1")
+    quarantined = dict(zip(q.column(0).to_pylist(), q.column(1).to_pylist())) if q.num_rows else {}
+    from assets.retrieval.vectors import open_table
+
+    tbl = open_table()
+    return {"tables": tables, "quarantined": quarantined,
+            "chunks": tbl.count_rows() if tbl is not None else 0}

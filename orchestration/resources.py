@@ -1,0 +1,36 @@
+"""Resources and environment, set up in one place for the code location and the CLI."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from dagster_dbt import DbtCliResource, DbtProject
+
+from medlake.config import get_settings
+
+DBT_DIR = Path(__file__).resolve().parent.parent / "dbt_project"
+
+dbt_project = DbtProject(project_dir=DBT_DIR, profiles_dir=DBT_DIR)
+
+
+def dbt_executable() -> str:
+    """The `dbt` installed beside this Python, so PATH does not have to be set."""
+    beside = Path(sys.executable).with_name("dbt")
+    return str(beside) if beside.exists() else "dbt"
+
+
+def ensure_manifest() -> Path:
+    """dbt's manifest must exist before the dbt assets can be defined; `dagster dev`
+    builds it itself, the CLI and tests need it built here (once, ~5 s)."""
+    dbt_project.prepare_if_dev()
+    if not dbt_project.manifest_path.exists():
+        dbt_project.preparer.prepare(dbt_project)
+    return dbt_project.manifest_path
+
+
+def resources() -> dict:
+    settings = get_settings()
+    settings.export_env()  # dbt runs as a subprocess and reads these
+    settings.dbt_staging.mkdir(parents=True, exist_ok=True)
+    return {"dbt": DbtCliResource(project_dir=dbt_project, profiles_dir=str(DBT_DIR),
+                                  dbt_executable=dbt_executable())}

@@ -1,0 +1,134 @@
+"""Retrieval-augmented answers with citations, and their audit trail.
+
+Every answer names the chunks it used; each chunk resolves to a source row
+(`source_table` at `source_version`, key `source_key`), and each ask is appended to
+`gold.rag_audit`. With no LLM endpoint configured the answer is the evidence itself,
+and says that no model was used.
+"""
+from __future__ import annotations
+
+import re
+import uuid
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import orjson
+import pyarrow as pa
+
+from assets.retrieval.vectors import Hit, search
+from medlake import lake, privacy
+from medlake.config import Settings, get_settings
+
+AUDIT = "gold.rag_audit"
+PROMPT = Path(__file__).with_name("prompts") / "answer.txt"
+CITATION = re.compile(r"\[([0-9a-f]{32}-\d{3})\]")
+
+AUDIT_SCHEMA = pa.schema([
+    ("answer_id", pa.string()), ("question", pa.string()), ("person_key", pa.string()),
+    ("citations", pa.string()), ("model", pa.string()), ("answer", pa.string()),
+    ("cited_ok", pa.bool_()), ("asked_at", pa.timestamp("us", tz="UTC")),
+    ("asked_by", pa.string()),
+])
+
+
+@dataclass
+class Citation:
+    chunk_id: str
+    source_table: str
+    source_version: int
+    source_key: str
+    score: float
+
+
+@dataclass
+class Answer:
+    answer_id: str
+    question: str
+    answer: str
+    model: str | None
+    citations: list[Citation] = field(default_factory=list)
+    cited_ok: bool = True
+    evidence: list[Hit] = field(default_factory=list)
+
+
+def build_prompt(question: str, hits: list[Hit]) -> str:
+    evidence = "\n\n".join(
+        f"[{h.chunk_id}] ({h.doc_type or 'document'}, {h.doc_date or 'undated'})\n{h.text}"
+        for h in hits)
+    return PROMPT.read_text().format(evidence=evidence or "(none found)", question=question)
+
+
+def call_llm(prompt: str, settings: Settings) -> str:
+    from openai import OpenAI
+
+    client = OpenAI(base_url=settings.llm_base_url, api_key=settings.llm_api_key,
+                    timeout=settings.llm_timeout, max_retries=2)
+    reply = client.chat.completions.create(
+        model=settings.llm_model or "default",
+        messages=[{"role": "user", "content": prompt}],
+        temperature=0.0,
+    )
+    return reply.choices[0].message.content or ""
+
+
+def extractive_answer(hits: list[Hit]) -> str:
+    if not hits:
+        return ("No model was used (MEDLAKE_LLM_BASE_URL is not set) and no evidence was "
+                "found: run `medlake run` to build the embeddings first.")
+    lines = ["No language model was used (MEDLAKE_LLM_BASE_URL is not set); "
+             "the most relevant evidence is:"]
+    for h in hits:
+        snippet = h.text if len(h.text) <= 300 else h.text[:297] + "..."
+        lines.append(f"- [{h.chunk_id}] {h.doc_type or 'document'}, {h.doc_date}: {snippet}")
+    return "\n".join(lines)
+
+
+def ask(question: str, k: int = 5, person_key: str | None = None,
+        asked_by: str | None = None, settings: Settings | None = None) -> Answer:
+    settings = settings or get_settings()
+    # A question may carry identifiers (a phone number, an MRN): scrub it before it
+    # reaches the prompt or the audit table.
+    clean = privacy.scrub_text(question) or ""
+    hits = search(clean, k=k, person_key=person_key)
+    if settings.llm_base_url:
+        text = call_llm(build_prompt(clean, hits), settings)
+        model = settings.llm_model or "default"
+        cited = set(CITATION.findall(text))
+        retrieved = {h.chunk_id for h in hits}
+        used = [h for h in hits if h.chunk_id in cited]
+        cited_ok = bool(cited) and cited <= retrieved
+    else:
+        text, model, used, cited_ok = extractive_answer(hits), None, hits, True
+    answer = Answer(
+        answer_id=str(uuid.uuid4()), question=clean, answer=text, model=model,
+        citations=[Citation(h.chunk_id, h.source_table, h.source_version, h.source_key,
+                            round(h.score, 4)) for h in used],
+        cited_ok=cited_ok, evidence=hits)
+    record(answer, person_key, asked_by or settings.user)
+    return answer
+
+
+def record(answer: Answer, person_key: str | None, asked_by: str) -> None:
+    row = dict(answer_id=answer.answer_id, question=answer.question, person_key=person_key,
+               citations=orjson.dumps([asdict(c) for c in answer.citations]).decode(),
+               model=answer.model, answer=answer.answer, cited_ok=answer.cited_ok,
+               asked_at=datetime.now(timezone.utc), asked_by=asked_by)
+    lake.merge(AUDIT, pa.Table.from_pylist([row], AUDIT_SCHEMA), ["answer_id"])
+
+
+def resolve(citation: Citation) -> dict | None:
+    """The source row a citation points to, read at the cited Delta version."""
+    from deltalake import DeltaTable
+    import duckdb
+
+    dt = DeltaTable(lake.uri(citation.source_table), version=citation.source_version)
+    con = duckdb.connect()
+    try:
+        con.execute(f"CREATE VIEW t AS SELECT * FROM {lake.scan_sql(dt)}")
+        rows = con.execute("SELECT * FROM t WHERE document_id = ?",
+                           [citation.source_key]).fetchall()
+        cols = [d[0] for d in con.description]
+    finally:
+        con.close()
+    return dict(zip(cols, rows[0])) if rows else None

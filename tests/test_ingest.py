@@ -1,0 +1,143 @@
+"""Bronze ingestion on real public files: Synthea bundles, cyvcf2's VCF test files and
+pydicom's DICOM test corpus."""
+import json
+import shutil
+from pathlib import Path
+
+import cyvcf2
+import orjson
+import pytest
+
+from assets.ehr.fhir import FHIR
+from assets.genomics.vcf import VCF
+from assets.imaging.dicom import DICOM
+from medlake import lake
+from medlake.ingest import ingest
+
+
+def _copy(src: Path, dst: Path, pattern: str = "*") -> Path:
+    dst.mkdir(parents=True, exist_ok=True)
+    for f in src.glob(pattern):
+        if f.is_file():
+            shutil.copy(f, dst / f.name)
+    return dst
+
+
+def test_synthea_bundles_land_whole_and_rerun_changes_nothing(home, shared):
+    src = shared / "data" / "fhir" / "synthea-bundles"
+    expected = {}
+    for f in src.glob("*.json"):
+        for e in json.loads(f.read_text())["entry"]:
+            r = e["resource"]
+            expected[(r["resourceType"], r["id"])] = True
+    s1 = ingest(FHIR, src, "batch-1")
+    assert s1.files_ingested == 10 and s1.files_quarantined == 0 and s1.problems == 0
+    got = lake.read("bronze.fhir_resources", "SELECT resource_type, resource_id FROM t")
+    assert got.num_rows == len(expected)  # distinct resources across all bundles
+    assert set(zip(*[got.column(i).to_pylist() for i in range(2)])) == set(expected)
+    v = lake.version("bronze.fhir_resources")
+
+    s2 = ingest(FHIR, src, "batch-2")
+    assert s2.files_skipped == 10 and s2.files_ingested == 0
+    assert lake.version("bronze.fhir_resources") == v
+    assert lake.read("bronze.quarantine").num_rows == 0
+
+
+def test_references_resolved_and_patient_compartment_filled(home, tmp_path):
+    bundle = {"resourceType": "Bundle", "type": "transaction", "entry": [
+        {"fullUrl": "urn:uuid:p1", "resource": {"resourceType": "Patient", "id": "p1"}},
+        {"fullUrl": "urn:uuid:e1", "resource": {"resourceType": "Encounter", "id": "e1",
+                                                "subject": {"reference": "urn:uuid:p1"}}},
+        {"fullUrl": "urn:uuid:o1", "resource": {
+            "resourceType": "Observation", "id": "o1", "meta": {"lastUpdated": "2024-01-01T00:00:00Z"},
+            "subject": {"reference": "urn:uuid:p1"}, "encounter": {"reference": "urn:uuid:e1"}}},
+        {"fullUrl": "urn:uuid:x", "resource": {"resourceType": "Observation"}},
+        {"fullUrl": "urn:uuid:y", "resource": {"id": "y"}},
+    ]}
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "b.json").write_bytes(orjson.dumps(bundle))
+    s = ingest(FHIR, tmp_path / "in", "b")
+    assert s.files_ingested == 1 and s.problems == 2
+    rows = {r["resource_id"]: r for r in lake.read("bronze.fhir_resources").to_pylist()}
+    assert set(rows) == {"p1", "e1", "o1"}
+    obs = json.loads(rows["o1"]["resource"])
+    assert obs["encounter"]["reference"] == "Encounter/e1"
+    assert rows["o1"]["patient_ref"] == rows["e1"]["patient_ref"] == "Patient/p1"
+    q = lake.read("bronze.quarantine", "SELECT source_uri, error FROM t ORDER BY 1").to_pylist()
+    assert [r["source_uri"].rsplit("#", 1)[1] for r in q] == ["entry=3", "entry=4"]
+    assert "no id" in q[0]["error"] and "resourceType" in q[1]["error"]
+
+
+def test_ndjson_bad_line_quarantines_only_that_line(home, tmp_path):
+    d = tmp_path / "bulk"
+    d.mkdir()
+    (d / "Patient.ndjson").write_text(
+        '{"resourceType":"Patient","id":"a"}\n{"resourceType":"Patient",\n'
+        '{"resourceType":"Patient","id":"b"}\n')
+    s = ingest(FHIR, d, "b")
+    assert s.problems == 1 and s.files_ingested == 1
+    assert lake.read("bronze.fhir_resources").num_rows == 2
+    q = lake.read("bronze.quarantine").to_pylist()
+    assert q[0]["source_uri"].endswith("#line=2") and "not valid JSON" in q[0]["error"]
+
+
+def test_newer_resource_replaces_older_but_not_the_reverse(home, tmp_path):
+    def drop(name, updated, status):
+        d = tmp_path / name
+        d.mkdir()
+        (d / "r.json").write_bytes(orjson.dumps({
+            "resourceType": "Encounter", "id": "e", "status": status,
+            "meta": {"lastUpdated": updated}}))
+        return d
+
+    ingest(FHIR, drop("v2", "2024-02-01T00:00:00Z", "finished"), "b1")
+    ingest(FHIR, drop("v1", "2024-01-01T00:00:00Z", "in-progress"), "b2")
+    row = lake.read("bronze.fhir_resources").to_pylist()[0]
+    assert json.loads(row["resource"])["status"] == "finished"
+    ingest(FHIR, drop("v3", "2024-03-01T00:00:00Z", "cancelled"), "b3")
+    row = lake.read("bronze.fhir_resources").to_pylist()[0]
+    assert json.loads(row["resource"])["status"] == "cancelled" and row["batch_id"] == "b3"
+
+
+def test_every_shared_vcf_lands_or_is_quarantined_with_counts_matching_cyvcf2(home, shared):
+    src = shared / "data" / "vcf"
+    files = sorted(p for p in src.iterdir() if p.name.endswith((".vcf", ".vcf.gz")))
+    s = ingest(VCF, src, "b")
+    assert s.files_ingested + s.files_quarantined == len(files)
+    quarantined = {r["source_uri"] for r in lake.read("bronze.quarantine").to_pylist()}
+    assert all(len(r["error"]) > 20 for r in lake.read("bronze.quarantine").to_pylist())
+    expected_genotypes = 0
+    for f in files:
+        if f.resolve().as_uri() in quarantined:
+            continue
+        vcf = cyvcf2.VCF(str(f))
+        expected_genotypes += sum(len(vcf.samples) for _ in vcf)
+    # Genotype keys are (sample, variant): count distinct to compare with the table.
+    got = lake.read("bronze.vcf_genotypes", "SELECT count(*) FROM t").column(0)[0].as_py()
+    assert 0 < got <= expected_genotypes
+    assert src.joinpath("empty.vcf").resolve().as_uri() in quarantined
+
+
+def test_pydicom_corpus_every_file_accounted_for(home):
+    import pydicom
+
+    corpus = Path(pydicom.__file__).parent / "data" / "test_files"
+    files = [p for p in corpus.rglob("*.dcm")]
+    s = ingest(DICOM, corpus, "b")
+    assert s.files_seen == len(files)
+    # Same bytes under two names are one file; every distinct file is in the log.
+    logged = lake.read("bronze.ingest_log", "SELECT count(*) FROM t").column(0)[0].as_py()
+    assert logged == s.files_seen - s.files_skipped
+    assert s.files_ingested > 30 and s.files_quarantined > 0
+    for r in lake.read("bronze.quarantine").to_pylist():
+        assert r["error"].endswith(".") and len(r["error"]) > 20
+
+
+@pytest.mark.parametrize("content", [b"", b"not a dicom file at all"])
+def test_non_dicom_is_quarantined_not_raised(home, tmp_path, content):
+    d = tmp_path / "dicom"
+    d.mkdir()
+    (d / "x.dcm").write_bytes(content)
+    s = ingest(DICOM, d, "b")
+    assert s.files_quarantined == 1
+    assert lake.read("bronze.quarantine").to_pylist()[0]["modality"] == "dicom"

@@ -1,0 +1,42 @@
+import pyarrow as pa
+
+from medlake import lake
+
+
+def test_merge_inserts_updates_and_commits_nothing_when_unchanged(home):
+    t = "bronze.things"
+    data = pa.table({"k": ["a", "b"], "v": [1, 2]})
+    first = lake.merge(t, data, ["k"], update_when="s.v <> t.v")
+    assert first.inserted == 2
+    again = lake.merge(t, data, ["k"], update_when="s.v <> t.v")
+    assert not again.changed and again.version == first.version
+    changed = lake.merge(t, pa.table({"k": ["b", "c"], "v": [20, 3]}), ["k"],
+                         update_when="s.v <> t.v")
+    assert (changed.inserted, changed.updated) == (1, 1)
+    rows = lake.read(t, "SELECT k, v FROM t ORDER BY k").to_pylist()
+    assert rows == [{"k": "a", "v": 1}, {"k": "b", "v": 20}, {"k": "c", "v": 3}]
+
+
+def test_replace_if_changed_keeps_version_for_same_content(home):
+    import duckdb
+
+    t = "silver.things"
+    con = duckdb.connect()
+    con.execute("CREATE TABLE m AS SELECT * FROM (VALUES (1, 'x'), (2, 'y')) v(a, b)")
+    fp = lake.fingerprint(con, "m")
+    data = con.sql("SELECT * FROM m").to_arrow_table()
+    v0 = lake.replace_if_changed(t, data, fp).version
+    # Same rows in another order: same fingerprint, no new version.
+    con.execute("CREATE TABLE m2 AS SELECT * FROM m ORDER BY a DESC")
+    assert lake.fingerprint(con, "m2") == fp
+    assert lake.replace_if_changed(t, data, fp).version == v0
+    con.execute("INSERT INTO m VALUES (3, 'z')")
+    fp2 = lake.fingerprint(con, "m")
+    assert fp2 != fp
+    assert lake.replace_if_changed(t, con.sql("SELECT * FROM m").to_arrow_table(), fp2).version == v0 + 1
+    assert lake.stats(t)["rows"] == 3
+
+
+def test_read_of_missing_table_is_empty(home):
+    assert lake.read("gold.nothing").num_rows == 0
+    assert lake.version("gold.nothing") is None
