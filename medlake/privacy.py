@@ -50,12 +50,15 @@ def shift_date(value: date | None, days: int) -> date | None:
 
 # Patterns for identifiers that have a recognisable shape. Names and addresses have
 # none, so callers pass the person's known values too (from bronze, where they live).
+_EMAIL = (re.compile(r"\b[\w.+-]+@[\w-]+\.[\w.-]+\b"), "[EMAIL]")
 _PATTERNS = [
     (re.compile(r"\b\d{3}-\d{2}-\d{4}\b"), "[SSN]"),
     (re.compile(r"\bMRN[:#\s]*[A-Z0-9-]{4,}\b", re.I), "[MRN]"),
     (re.compile(r"(?:\+?1[-.\s]?)?\(?\b\d{3}\)?[-.\s]\d{3}[-.\s]\d{4}\b(?:\s*x\d+)?"), "[PHONE]"),
-    (re.compile(r"\b[\w.+-]+@[\w-]+\.[\w.-]+\b"), "[EMAIL]"),
     (re.compile(r"\b\d{5}(?:-\d{4})?\b"), "[ZIP]"),
+    # Clinicians' names identify the care setting; notes name them after a title.
+    (re.compile(r"\b(Dr\.?|Doctor|Nurse)\s+[A-Z][a-z'-]+(?:\s+[A-Z]\.)?(?:\s+[A-Z][a-z'-]+)?"),
+     r"\1 [CLINICIAN]"),
 ]
 _ISO_DATE = re.compile(r"\b(\d{4})-(\d{2})-(\d{2})\b")
 _US_DATE = re.compile(r"\b(\d{1,2})/(\d{1,2})/(\d{4})\b")
@@ -82,14 +85,15 @@ def scrub_text(text: str | None, known: list[str] | None = None, days: int = 0) 
     """
     if text is None:
         return None
-    out = text
-    # Shaped identifiers first: redacting a name inside an e-mail address would leave
-    # the rest of the address behind.
-    for pattern, tag in _PATTERNS:
-        out = pattern.sub(tag, out)
+    # E-mail first (a name redacted inside an address would leave the rest of it),
+    # then the person's own values (a street line before its house number is tagged
+    # as a ZIP), then the remaining shaped identifiers.
+    out = _EMAIL[0].sub(_EMAIL[1], text)
     for value in sorted({k.strip() for k in known or [] if k and len(k.strip()) >= 2},
                         key=len, reverse=True):
         out = re.sub(rf"(?<!\w){re.escape(value)}(?!\w)", "[REDACTED]", out, flags=re.I)
+    for pattern, tag in _PATTERNS:
+        out = pattern.sub(tag, out)
     out = _ISO_DATE.sub(lambda m: _shift_match(m, days, True), out)
     out = _US_DATE.sub(lambda m: _shift_match(m, days, False), out)
     return out

@@ -47,3 +47,10 @@ def test_scrub_text_matches_whole_words_only():
 
 def test_shift_date():
     assert privacy.shift_date(date(2024, 1, 1), -1) == date(2023, 12, 31)
+
+
+def test_street_line_is_redacted_whole_and_clinicians_are_tagged():
+    out = privacy.scrub_text("Address: 48213 Julie Centers Apt. 978, Attending: Dr. Joshua Walker.",
+                             ["48213 Julie Centers Apt. 978"])
+    assert "Julie" not in out and "48213" not in out
+    assert "Joshua" not in out and "Walker" not in out and "Dr. [CLINICIAN]" in out

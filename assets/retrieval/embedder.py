@@ -28,6 +28,10 @@ def model_path() -> str:
 def _model(path: str, device: str):
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing may be fetched at run time
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # "Loading weights" bars clutter the CLI and logs
     from sentence_transformers import SentenceTransformer
 
     return SentenceTransformer(path, device=device)

@@ -131,7 +131,7 @@ def search(question: str, k: int = 5, person_key: str | None = None,
         filters.append(f"doc_type = '{doc_type.replace(chr(39), chr(39) * 2)}'")
     if filters:
         query = query.where(" AND ".join(filters), prefilter=True)
-    rows = query.select([f.name for f in SCHEMA if f.name != "vector"]).to_list()
+    rows = query.select([f.name for f in SCHEMA if f.name != "vector"] + ["_distance"]).to_list()
     return [Hit(chunk_id=r["chunk_id"], document_id=r["document_id"],
                 person_key=r["person_key"], doc_type=r["doc_type"], doc_date=r["doc_date"],
                 text=r["text"], score=1.0 - float(r["_distance"]),
