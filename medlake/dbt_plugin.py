@@ -18,6 +18,7 @@ import duckdb
 from dbt.adapters.duckdb.plugins import BasePlugin
 
 from medlake import lake, privacy
+from medlake.config import get_settings
 
 
 def _scrub(text, known_json, days):
@@ -26,6 +27,10 @@ def _scrub(text, known_json, days):
 
 
 class Plugin(BasePlugin):
+    def initialize(self, plugin_config):
+        # dbt writes each model's Parquet here before `store` commits it to Delta.
+        get_settings().dbt_staging.mkdir(parents=True, exist_ok=True)
+
     def configure_connection(self, conn: duckdb.DuckDBPyConnection):
         from duckdb.sqltypes import INTEGER, VARCHAR
 

@@ -29,7 +29,9 @@ def run(show_progress: bool = True) -> RunReport:
     settings = get_settings()
     settings.export_env()
     settings.dagster_home.mkdir(parents=True, exist_ok=True)
-    (settings.dagster_home / "dagster.yaml").touch()  # defaults: sqlite under DAGSTER_HOME
+    config = settings.dagster_home / "dagster.yaml"
+    if not config.exists():  # defaults (sqlite under DAGSTER_HOME); no phoning home
+        config.write_text("telemetry:\n  enabled: false\n")
     settings.landing.mkdir(parents=True, exist_ok=True)
     import dagster as dg
 

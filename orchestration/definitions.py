@@ -21,5 +21,5 @@ defs = dg.Definitions(
     jobs=[refresh_all],
     resources=resources(),
     # Used only when a run's config names it (the CLI does); the UI keeps its defaults.
-    loggers={"medlake_progress": progress_logger},
+    loggers={"medlake_progress": progress_logger, "console": dg.colored_console_logger},
 )

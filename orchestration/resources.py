@@ -29,8 +29,6 @@ def ensure_manifest() -> Path:
 
 
 def resources() -> dict:
-    settings = get_settings()
-    settings.export_env()  # dbt runs as a subprocess and reads these
-    settings.dbt_staging.mkdir(parents=True, exist_ok=True)
+    get_settings().export_env()  # dbt runs as a subprocess and reads these
     return {"dbt": DbtCliResource(project_dir=dbt_project, profiles_dir=str(DBT_DIR),
                                   dbt_executable=dbt_executable())}

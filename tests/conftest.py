@@ -1,3 +1,5 @@
+import dataclasses
+import json
 import os
 from pathlib import Path
 
@@ -42,7 +44,8 @@ def demo_home(tmp_path_factory) -> Path:
     mp = pytest.MonkeyPatch()
     try:
         use_home(mp, home)
-        generate(home / "landing", patients=4, seed=7, bad_files=True)
+        result = generate(home / "landing", patients=4, seed=7, bad_files=True)
+        (home / "generated.json").write_text(json.dumps(dataclasses.asdict(result), default=str))
         report = run(show_progress=False)
         assert report.success, report.failures
     finally:

@@ -1,0 +1,36 @@
+# medlake: `make demo` runs the whole pipeline on generated data; `make test` runs the tests.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+BIN := $(VENV)/bin
+PYTHON ?= python3
+PATIENTS ?= 20
+QUESTION ?= Which patients have poorly controlled diabetes, and what was their latest HbA1c?
+
+.PHONY: install demo test bench dev clean
+
+install: $(VENV)/.installed
+
+# Pinned install: pyproject's direct pins plus requirements.lock for everything beneath.
+$(VENV)/.installed: pyproject.toml requirements.lock
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -c requirements.lock -e '.[dev]'
+	cd dbt_project && ../$(BIN)/dbt parse --profiles-dir . --quiet
+	touch $@
+
+demo: install
+	$(BIN)/medlake generate --patients $(PATIENTS) --seed 42 --bad-files
+	$(BIN)/medlake run
+	$(BIN)/medlake ask "$(QUESTION)"
+
+test: install
+	$(PY) -m pytest
+
+bench: install
+	$(PY) bench/ingest.py
+
+dev: install
+	$(BIN)/dagster dev -w workspace.yaml
+
+clean:
+	rm -rf .medlake dbt_project/target dbt_project/logs
