@@ -3,6 +3,8 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 BIN := $(VENV)/bin
 PYTHON ?= python3
+export MEDLAKE_HOME ?= $(CURDIR)/.medlake
+export DAGSTER_HOME ?= $(MEDLAKE_HOME)/dagster_home
 PATIENTS ?= 20
 QUESTION ?= Which patients have poorly controlled diabetes, and what was their latest HbA1c?
 
@@ -30,6 +32,7 @@ bench: install
 	$(PY) bench/ingest.py
 
 dev: install
+	mkdir -p $(DAGSTER_HOME)
 	$(BIN)/dagster dev -w workspace.yaml
 
 clean:
