@@ -29,11 +29,12 @@ def cmd_run(args) -> int:
     from medlake.pipeline import run
 
     report = run(show_progress=not args.quiet)
-    width = max(len(t) for t in report.tables) if report.tables else 10
-    print(f"\n{'table':{width}}  {'version':>7}  {'rows':>8}")
+    width = max([len(t) for t in report.tables] + [len("vectors.clinical_chunks")])
+    print(f"\n{'table':{width}}  {'version':>7}  {'rows':>8}  {'this run':>8}")
     for table, s in report.tables.items():
-        print(f"{table:{width}}  {s['version']:>7}  {s['rows']:>8}")
-    print(f"{'vectors.clinical_chunks':{width}}  {'':>7}  {report.chunks:>8}")
+        print(f"{table:{width}}  {s['version']:>7}  {s['rows']:>8}  {s['change']:>+8}")
+    print(f"{'vectors.clinical_chunks':{width}}  {'':>7}  {report.chunks:>8}  "
+          f"{report.chunks_change:>+8}")
     quarantined = ", ".join(f"{m}: {n}" for m, n in report.quarantined.items()) or "none"
     print(f"\nQuarantined (bronze.quarantine): {quarantined}")
     print(f"Dagster run {report.run_id}; dbt output in {report.log_path}")

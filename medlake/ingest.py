@@ -106,14 +106,17 @@ def ingested_hashes(modality: str) -> set[str]:
     return set(got.column(0).to_pylist()) if got.num_columns else set()
 
 
+_EPOCH = datetime.min.replace(tzinfo=timezone.utc)
+
+
 def _dedupe(rows: list[dict], keys: list[str], order: str | None) -> list[dict]:
-    """Keep one row per key within a batch (the latest by `order` when given)."""
+    """One row per key within a batch (MERGE needs unique source keys): the latest by
+    `order` when given, else the last seen."""
     best: dict[tuple, dict] = {}
     for row in rows:
         k = tuple(row[c] for c in keys)
         old = best.get(k)
-        if old is None or (order and (row.get(order) or datetime.min.replace(tzinfo=timezone.utc))
-                           >= (old.get(order) or datetime.min.replace(tzinfo=timezone.utc))):
+        if old is None or not order or (row.get(order) or _EPOCH) >= (old.get(order) or _EPOCH):
             best[k] = row
     return list(best.values())
 

@@ -23,6 +23,7 @@ class RunReport:
     tables: dict[str, dict] = field(default_factory=dict)
     quarantined: dict[str, int] = field(default_factory=dict)
     chunks: int = 0
+    chunks_change: int = 0
 
 
 def run(show_progress: bool = True) -> RunReport:
@@ -38,6 +39,7 @@ def run(show_progress: bool = True) -> RunReport:
     from medlake import progress
     from orchestration.definitions import defs
 
+    before = summarize()
     job = defs.resolve_job_def(JOB)
     steps = len(job.graph.node_defs)
     loggers = ({"medlake_progress": {}} if show_progress
@@ -60,8 +62,13 @@ def run(show_progress: bool = True) -> RunReport:
                  f"{e.event_specific_data.check_name} failed"
                  for e in result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"
                  and not e.event_specific_data.passed]
+    after = summarize()
+    for table, stats in after["tables"].items():
+        old = before["tables"].get(table, {"rows": 0})
+        stats["change"] = stats["rows"] - old["rows"]
+    after["chunks_change"] = after["chunks"] - before["chunks"]
     return RunReport(success=result.success and not failures, run_id=result.run_id,
-                     failures=failures, log_path=str(log_path), **summarize())
+                     failures=failures, log_path=str(log_path), **after)
 
 
 def summarize() -> dict:

@@ -8,9 +8,8 @@ import pytest
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-SHARED = Path(__file__).resolve().parents[2] / "shared"
-if not SHARED.exists():  # CI clones main elsewhere, with shared/ beside the clone
-    SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+# The project's shared test material sits beside the checkout (and beside CI's clone).
+SHARED = Path(os.environ.get("MEDLAKE_SHARED", Path(__file__).resolve().parents[2] / "shared"))
 
 
 def use_home(monkeypatch, home: Path) -> Path:

@@ -141,3 +141,32 @@ def test_non_dicom_is_quarantined_not_raised(home, tmp_path, content):
     s = ingest(DICOM, d, "b")
     assert s.files_quarantined == 1
     assert lake.read("bronze.quarantine").to_pylist()[0]["modality"] == "dicom"
+
+
+def test_run_killed_before_the_log_commit_is_finished_by_the_next_run(home, shared, monkeypatch):
+    """Rows committed but the file not yet logged (a crash between the two commits):
+    the next run re-processes the file, and the MERGE keeps it free of duplicates."""
+    import medlake.ingest as engine
+
+    src = shared / "data" / "fhir" / "synthea-bundles"
+    real_merge = lake.merge
+
+    def crash_on_log(table, *args, **kwargs):
+        if table == engine.INGEST_LOG:
+            raise KeyboardInterrupt("killed")
+        return real_merge(table, *args, **kwargs)
+
+    monkeypatch.setattr(engine.lake, "merge", crash_on_log)
+    with pytest.raises(KeyboardInterrupt):
+        ingest(FHIR, src, "crashed")
+    rows_after_crash = lake.read("bronze.fhir_resources", "SELECT count(*) FROM t").column(0)[0].as_py()
+    assert rows_after_crash > 0
+    assert lake.read("bronze.ingest_log").num_rows == 0
+
+    monkeypatch.setattr(engine.lake, "merge", real_merge)
+    s = ingest(FHIR, src, "retry")
+    assert s.files_ingested == 10 and s.files_skipped == 0
+    got = lake.read("bronze.fhir_resources",
+                    "SELECT count(*), count(DISTINCT (resource_type, resource_id)) FROM t").to_pylist()[0]
+    assert list(got.values()) == [rows_after_crash, rows_after_crash]
+    assert lake.read("bronze.ingest_log").num_rows == 10
