@@ -16,7 +16,7 @@ from pathlib import Path
 import orjson
 import pyarrow as pa
 
-from assets.retrieval.vectors import Hit, search
+from assets.retrieval.vectors import SOURCE_KEY, Hit, search
 from medlake import lake, privacy
 from medlake.config import Settings, get_settings
 
@@ -119,14 +119,14 @@ def record(answer: Answer, person_key: str | None, asked_by: str) -> None:
 
 def resolve(citation: Citation) -> dict | None:
     """The source row a citation points to, read at the cited Delta version."""
-    from deltalake import DeltaTable
     import duckdb
+    from deltalake import DeltaTable
 
     dt = DeltaTable(lake.uri(citation.source_table), version=citation.source_version)
     con = duckdb.connect()
     try:
         con.execute(f"CREATE VIEW t AS SELECT * FROM {lake.scan_sql(dt)}")
-        rows = con.execute("SELECT * FROM t WHERE document_id = ?",
+        rows = con.execute(f'SELECT * FROM t WHERE "{SOURCE_KEY}" = ?',
                            [citation.source_key]).fetchall()
         cols = [d[0] for d in con.description]
     finally:

@@ -183,3 +183,18 @@ def test_resolve_reads_the_cited_version(demo):
     c = ask("blood pressure", k=1).citations[0]
     wrong = Citation(c.chunk_id, c.source_table, c.source_version, "no-such-document", 0.0)
     assert resolve(wrong) is None
+
+
+def test_materializations_record_delta_versions_for_time_travel(demo):
+    import dagster as dg
+
+    with dg.DagsterInstance.get() as instance:
+        for key in (["bronze", "fhir_resources"], ["bronze", "vcf_genotypes"],
+                    ["silver", "patient"], ["silver", "document"], ["gold", "patient_360"]):
+            event = instance.get_latest_materialization_event(dg.AssetKey(key))
+            meta = event.asset_materialization.metadata
+            assert meta["delta_version"].value == lake.version(".".join(key)), key
+            assert meta["dagster/row_count"].value == count(".".join(key)), key
+        chunks = instance.get_latest_materialization_event(
+            dg.AssetKey(["vectors", "clinical_chunks"])).asset_materialization.metadata
+        assert chunks["source_version"].value == lake.version("silver.document")

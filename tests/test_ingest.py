@@ -170,3 +170,16 @@ def test_run_killed_before_the_log_commit_is_finished_by_the_next_run(home, shar
                     "SELECT count(*), count(DISTINCT (resource_type, resource_id)) FROM t").to_pylist()[0]
     assert list(got.values()) == [rows_after_crash, rows_after_crash]
     assert lake.read("bronze.ingest_log").num_rows == 10
+
+
+def test_generated_bulk_ndjson_lands_like_the_bundles(home, tmp_path):
+    from medlake.generate import generate
+
+    result = generate(tmp_path / "landing", patients=3, seed=3, ndjson=True)
+    s = ingest(FHIR, tmp_path / "landing" / "fhir", "b")
+    assert s.problems == 0 and s.files_ingested == len(result.fhir_resources)
+    by_type = lake.read("bronze.fhir_resources",
+                        "SELECT resource_type, count(*) AS n, count(patient_ref) AS linked "
+                        "FROM t GROUP BY 1").to_pylist()
+    assert {r["resource_type"]: r["n"] for r in by_type} == result.fhir_resources
+    assert all(r["n"] == r["linked"] for r in by_type)  # every resource is in a compartment

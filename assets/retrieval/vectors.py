@@ -17,6 +17,7 @@ from medlake.config import get_settings
 
 TABLE = "clinical_chunks"
 SOURCE_TABLE = "silver.document"
+SOURCE_KEY = "document_id"  # the column of SOURCE_TABLE that `source_key` holds
 
 SCHEMA = pa.schema([
     ("chunk_id", pa.string()), ("document_id", pa.string()), ("person_key", pa.string()),
@@ -52,7 +53,8 @@ def open_table(db=None):
 def _existing(tbl) -> dict[str, str]:
     if tbl is None:
         return {}
-    got = tbl.to_arrow().select(["chunk_id", "content_hash"])
+    # A scan of two columns only: the vectors stay on disk.
+    got = tbl.search().select(["chunk_id", "content_hash"]).limit(None).to_arrow()
     return dict(zip(got.column(0).to_pylist(), got.column(1).to_pylist()))
 
 

@@ -32,20 +32,26 @@ documents as (
     group by 1
 ),
 
-imaging as (
+-- Aggregate by the source identifier first, then key it: the pseudonym function runs
+-- once per person, not once per DICOM instance or genotype.
+imaging_by_mrn as (
     select
-        person_key(d.patient_ref) as person_key,
-        count(distinct d.study_instance_uid) as imaging_studies,
+        patient_ref as mrn,
+        count(distinct study_instance_uid) as imaging_studies,
         count(*) as imaging_instances,
-        list_sort(list_distinct(list(d.modality))) as imaging_modalities,
-        max(d.study_date) as last_study_date_raw
-    from {{ source('bronze', 'dicom_instances') }} d
+        list_sort(list_distinct(list(modality))) as imaging_modalities,
+        max(study_date) as last_study_date_raw
+    from {{ source('bronze', 'dicom_instances') }}
     group by 1
 ),
 
-genomics as (
+imaging as (
+    select person_key(mrn) as person_key, * exclude (mrn) from imaging_by_mrn
+),
+
+genomics_by_mrn as (
     select
-        person_key(s.mrn) as person_key,
+        s.mrn,
         count(distinct g.variant_id) filter (where g.alt_count > 0) as variants_carried,
         list_sort(list_distinct(list(v.gene) filter (
             where g.alt_count > 0 and v.clnsig in ('Pathogenic', 'Likely_pathogenic',
@@ -55,6 +61,10 @@ genomics as (
     join {{ source('bronze', 'vcf_genotypes') }} g using (sample_id)
     left join {{ source('bronze', 'vcf_variants') }} v using (variant_id)
     group by 1
+),
+
+genomics as (
+    select person_key(mrn) as person_key, * exclude (mrn) from genomics_by_mrn
 )
 
 select
