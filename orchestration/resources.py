@@ -1,7 +1,8 @@
 """Resources and environment, set up in one place for the code location and the CLI."""
 from __future__ import annotations
 
-import sys
+import shutil
+import sysconfig
 from pathlib import Path
 
 from dagster_dbt import DbtCliResource, DbtProject
@@ -14,9 +15,10 @@ dbt_project = DbtProject(project_dir=DBT_DIR, profiles_dir=DBT_DIR)
 
 
 def dbt_executable() -> str:
-    """The `dbt` installed beside this Python, so PATH does not have to be set."""
-    beside = Path(sys.executable).with_name("dbt")
-    return str(beside) if beside.exists() else "dbt"
+    """The `dbt` installed in this Python environment, so PATH does not have to include
+    the virtualenv (`dagster dev` starts code servers with the bare interpreter path)."""
+    beside = Path(sysconfig.get_path("scripts")) / "dbt"
+    return str(beside) if beside.exists() else (shutil.which("dbt") or "dbt")
 
 
 def ensure_manifest() -> Path:
