@@ -5,25 +5,42 @@ import shutil
 import sysconfig
 from pathlib import Path
 
-from dagster_dbt import DbtCliResource, DbtProject
+from dagster_dbt import DbtCliResource, DbtProject, DbtProjectPreparer
 
 from medlake.config import get_settings
 
 DBT_DIR = Path(__file__).resolve().parent.parent / "dbt_project"
 
-dbt_project = DbtProject(project_dir=DBT_DIR, profiles_dir=DBT_DIR)
-
 
 def dbt_executable() -> str:
     """The `dbt` installed in this Python environment, so PATH does not have to include
-    the virtualenv (`dagster dev` starts code servers with the bare interpreter path)."""
+    the virtualenv (`dagster dev` may start code servers without it)."""
     beside = Path(sysconfig.get_path("scripts")) / "dbt"
     return str(beside) if beside.exists() else (shutil.which("dbt") or "dbt")
 
 
+class ManifestPreparer(DbtProjectPreparer):
+    """`dbt parse` with this environment's dbt: on every load under `dagster dev` (so
+    model edits show up), and otherwise only when no manifest exists yet. The project
+    uses no dbt packages, so there is no `dbt deps` step (it would need the network)."""
+
+    def prepare_if_dev(self, project: DbtProject) -> None:
+        if self.using_dagster_dev():
+            self.prepare(project)
+
+    def prepare(self, project: DbtProject) -> None:
+        get_settings().export_env()
+        (DbtCliResource(project_dir=project, profiles_dir=str(DBT_DIR),
+                        dbt_executable=dbt_executable())
+         .cli(["parse", "--quiet"], target_path=project.target_path).wait())
+
+
+dbt_project = DbtProject(project_dir=DBT_DIR, profiles_dir=DBT_DIR,
+                         preparer=ManifestPreparer())
+
+
 def ensure_manifest() -> Path:
-    """dbt's manifest must exist before the dbt assets can be defined; `dagster dev`
-    builds it itself, the CLI and tests need it built here (once, ~5 s)."""
+    """The dbt assets are defined from dbt's manifest, so it must exist at import."""
     dbt_project.prepare_if_dev()
     if not dbt_project.manifest_path.exists():
         dbt_project.preparer.prepare(dbt_project)
