@@ -5,7 +5,8 @@ import shutil
 import sysconfig
 from pathlib import Path
 
-from dagster_dbt import DbtCliResource, DbtProject, DbtProjectPreparer
+from dagster_dbt import DbtCliResource, DbtProject
+from dagster_dbt.dbt_project import using_dagster_dev
 
 from medlake.config import get_settings
 
@@ -19,31 +20,22 @@ def dbt_executable() -> str:
     return str(beside) if beside.exists() else (shutil.which("dbt") or "dbt")
 
 
-class ManifestPreparer(DbtProjectPreparer):
-    """`dbt parse` with this environment's dbt: on every load under `dagster dev` (so
-    model edits show up), and otherwise only when no manifest exists yet. The project
-    uses no dbt packages, so there is no `dbt deps` step (it would need the network)."""
-
-    def prepare_if_dev(self, project: DbtProject) -> None:
-        if self.using_dagster_dev():
-            self.prepare(project)
-
-    def prepare(self, project: DbtProject) -> None:
-        get_settings().export_env()
-        (DbtCliResource(project_dir=project, profiles_dir=str(DBT_DIR),
-                        dbt_executable=dbt_executable())
-         .cli(["parse", "--quiet"], target_path=project.target_path).wait())
-
-
-dbt_project = DbtProject(project_dir=DBT_DIR, profiles_dir=DBT_DIR,
-                         preparer=ManifestPreparer())
+dbt_project = DbtProject(project_dir=DBT_DIR, profiles_dir=DBT_DIR)
 
 
 def ensure_manifest() -> Path:
-    """The dbt assets are defined from dbt's manifest, so it must exist at import."""
-    dbt_project.prepare_if_dev()
-    if not dbt_project.manifest_path.exists():
-        dbt_project.preparer.prepare(dbt_project)
+    """The dbt assets are defined from dbt's manifest, so it must exist at import.
+
+    `dbt parse` runs with this environment's dbt (dagster-dbt's own preparer looks for
+    `dbt` on PATH): on every load under `dagster dev`, so model edits show up, and
+    otherwise only when no manifest exists yet. The project uses no dbt packages, so
+    there is no `dbt deps` step (it would need the network).
+    """
+    if using_dagster_dev() or not dbt_project.manifest_path.exists():
+        get_settings().export_env()
+        (DbtCliResource(project_dir=dbt_project, profiles_dir=str(DBT_DIR),
+                        dbt_executable=dbt_executable())
+         .cli(["parse", "--quiet"], target_path=dbt_project.target_path).wait())
     return dbt_project.manifest_path
 
 
