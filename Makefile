@@ -30,6 +30,7 @@ test: install
 
 bench: install
 	$(PY) bench/ingest.py
+	$(PY) bench/embed.py
 
 dev: install
 	mkdir -p $(DAGSTER_HOME)
