@@ -1,6 +1,7 @@
 """dbt models (silver and gold) as Dagster assets; dbt tests become asset checks."""
 
-from typing import Any, Mapping
+from typing import Any
+from collections.abc import Mapping
 
 import dagster as dg
 from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtCliResource, dbt_assets

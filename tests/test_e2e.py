@@ -8,7 +8,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 
 from medlake import lake
 from medlake.pipeline import LAKE_TABLES, run, summarize

@@ -7,7 +7,7 @@ documents that disappeared are deleted. Nothing changed means nothing written.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from collections.abc import Callable
 
 import pyarrow as pa
 

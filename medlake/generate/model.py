@@ -45,7 +45,7 @@ class Encounter:
     end: datetime
     clinician: Clinician
     organization: str
-    reason: "Condition | None" = None
+    reason: Condition | None = None
 
 
 @dataclass
