@@ -88,15 +88,18 @@ def connect(*tables: str) -> duckdb.DuckDBPyConnection:
     return con
 
 
-def read(table: str, sql: str = "SELECT * FROM t") -> pa.Table:
-    """Run `sql` with the table bound as `t`; an empty result for a missing table."""
-    dt = open_table(table)
-    if dt is None:
+def read(table: str, sql: str = "SELECT * FROM t", params: list | None = None,
+         version: int | None = None) -> pa.Table:
+    """Run `sql` with the table bound as `t` (at `version` when given, for time travel);
+    an empty result for a missing table."""
+    try:
+        dt = DeltaTable(uri(table), version=version)
+    except TableNotFoundError:
         return pa.table({})
     con = duckdb.connect()
     try:
         con.execute(f"CREATE VIEW t AS SELECT * FROM {scan_sql(dt)}")
-        return con.sql(sql).to_arrow_table()
+        return con.sql(sql, params=params).to_arrow_table()
     finally:
         con.close()
 

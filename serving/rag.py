@@ -119,16 +119,6 @@ def record(answer: Answer, person_key: str | None, asked_by: str) -> None:
 
 def resolve(citation: Citation) -> dict | None:
     """The source row a citation points to, read at the cited Delta version."""
-    import duckdb
-    from deltalake import DeltaTable
-
-    dt = DeltaTable(lake.uri(citation.source_table), version=citation.source_version)
-    con = duckdb.connect()
-    try:
-        con.execute(f"CREATE VIEW t AS SELECT * FROM {lake.scan_sql(dt)}")
-        rows = con.execute(f'SELECT * FROM t WHERE "{SOURCE_KEY}" = ?',
-                           [citation.source_key]).fetchall()
-        cols = [d[0] for d in con.description]
-    finally:
-        con.close()
-    return dict(zip(cols, rows[0])) if rows else None
+    rows = lake.read(citation.source_table, f'SELECT * FROM t WHERE "{SOURCE_KEY}" = ?',
+                     params=[citation.source_key], version=citation.source_version).to_pylist()
+    return rows[0] if rows else None

@@ -40,3 +40,15 @@ def test_replace_if_changed_keeps_version_for_same_content(home):
 def test_read_of_missing_table_is_empty(home):
     assert lake.read("gold.nothing").num_rows == 0
     assert lake.version("gold.nothing") is None
+
+
+def test_read_at_an_older_version_time_travels(home):
+    t = "silver.notes"
+    lake.merge(t, pa.table({"document_id": ["d1"], "text": ["first"]}), ["document_id"],
+               update_when="s.text <> t.text")
+    v0 = lake.version(t)
+    lake.merge(t, pa.table({"document_id": ["d1"], "text": ["second"]}), ["document_id"],
+               update_when="s.text <> t.text")
+    q = "SELECT text FROM t WHERE document_id = ?"
+    assert lake.read(t, q, params=["d1"]).column(0).to_pylist() == ["second"]
+    assert lake.read(t, q, params=["d1"], version=v0).column(0).to_pylist() == ["first"]
