@@ -72,12 +72,11 @@ def call_llm(prompt: str, settings: Settings) -> str:
     return reply.choices[0].message.content or ""
 
 
-def extractive_answer(hits: list[Hit]) -> str:
+def extractive_answer(hits: list[Hit], reason: str = "MEDLAKE_LLM_BASE_URL is not set") -> str:
     if not hits:
-        return ("No model was used (MEDLAKE_LLM_BASE_URL is not set) and no evidence was "
-                "found: run `medlake run` to build the embeddings first.")
-    lines = ["No language model was used (MEDLAKE_LLM_BASE_URL is not set); "
-             "the most relevant evidence is:"]
+        return (f"No language model was used ({reason}) and no evidence was found: run "
+                "`medlake run` to build the embeddings first.")
+    lines = [f"No language model was used ({reason}); the most relevant evidence is:"]
     for h in hits:
         snippet = h.text if len(h.text) <= 300 else h.text[:297] + "..."
         lines.append(f"- [{h.chunk_id}] {h.doc_type or 'document'}, {h.doc_date}: {snippet}")
@@ -91,15 +90,25 @@ def ask(question: str, k: int = 5, person_key: str | None = None,
     # reaches the prompt or the audit table.
     clean = privacy.scrub_text(question) or ""
     hits = search(clean, k=k, person_key=person_key)
+    text, model, used, cited_ok = None, None, hits, True
     if settings.llm_base_url:
-        text = call_llm(build_prompt(clean, hits), settings)
-        model = settings.llm_model or "default"
-        cited = set(CITATION.findall(text))
-        retrieved = {h.chunk_id for h in hits}
-        used = [h for h in hits if h.chunk_id in cited]
-        cited_ok = bool(cited) and cited <= retrieved
-    else:
-        text, model, used, cited_ok = extractive_answer(hits), None, hits, True
+        from openai import OpenAIError
+
+        try:
+            text = call_llm(build_prompt(clean, hits), settings)
+        except OpenAIError as e:
+            # The clinician still gets the evidence; the operator gets the cause.
+            text = (f"The language model at {settings.llm_base_url} could not answer "
+                    f"({type(e).__name__}); check that the server is up and that "
+                    "MEDLAKE_LLM_BASE_URL and MEDLAKE_LLM_MODEL are right.\n"
+                    + extractive_answer(hits, reason="the model call failed"))
+        else:
+            model = settings.llm_model or "default"
+            cited = set(CITATION.findall(text))
+            used = [h for h in hits if h.chunk_id in cited]
+            cited_ok = bool(cited) and cited <= {h.chunk_id for h in hits}
+    if text is None:
+        text = extractive_answer(hits)
     answer = Answer(
         answer_id=str(uuid.uuid4()), question=clean, answer=text, model=model,
         citations=[Citation(h.chunk_id, h.source_table, h.source_version, h.source_key,

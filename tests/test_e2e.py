@@ -197,3 +197,16 @@ def test_materializations_record_delta_versions_for_time_travel(demo):
         chunks = instance.get_latest_materialization_event(
             dg.AssetKey(["vectors", "clinical_chunks"])).asset_materialization.metadata
         assert chunks["source_version"].value == lake.version("silver.document")
+
+
+def test_unreachable_model_falls_back_to_evidence_and_says_why(demo, monkeypatch):
+    import socket
+
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{s.getsockname()[1]}/v1"
+    monkeypatch.setenv("MEDLAKE_LLM_BASE_URL", dead)
+    monkeypatch.setenv("MEDLAKE_LLM_TIMEOUT", "2")
+    answer = ask("Any allergies?", k=2)
+    assert answer.model is None and "could not answer" in answer.answer
+    assert "the model call failed" in answer.answer and len(answer.citations) == 2
