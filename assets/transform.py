@@ -7,6 +7,7 @@ import dagster as dg
 from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtCliResource, dbt_assets
 
 from assets.bronze import table_metadata
+from medlake.config import get_settings
 from orchestration.resources import dbt_project, ensure_manifest
 
 # Which domain group a dbt model belongs to in the UI, by the model's folder and name.
@@ -40,7 +41,9 @@ class MedlakeTranslator(DagsterDbtTranslator):
 def lake_models(context: dg.AssetExecutionContext, dbt: DbtCliResource):
     """Silver (de-identified) and gold (marts) tables built by dbt and committed to Delta
     by the medlake dbt plugin; a model whose content did not change keeps its version."""
-    for event in dbt.cli(["build"], context=context).stream():
+    # dbt's per-run artifacts (run_results, logs) live with the data, not in the checkout.
+    target = get_settings().home / "dbt_runs" / context.run_id
+    for event in dbt.cli(["build"], context=context, target_path=target).stream():
         if isinstance(event, (dg.Output, dg.AssetMaterialization)):
             key = event.asset_key if isinstance(event, dg.AssetMaterialization) else \
                 context.asset_key_for_output(event.output_name)
