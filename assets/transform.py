@@ -1,7 +1,7 @@
 """dbt models (silver and gold) as Dagster assets; dbt tests become asset checks."""
 
-from typing import Any
 from collections.abc import Mapping
+from typing import Any
 
 import dagster as dg
 from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtCliResource, dbt_assets
@@ -10,20 +10,14 @@ from assets.bronze import table_metadata
 from medlake.config import get_settings
 from orchestration.resources import dbt_project, ensure_manifest
 
-# Which domain group a dbt model belongs to in the UI, by the model's folder and name.
-GROUPS = {"silver_patient": "ehr", "silver_document": "ehr", "gold_patient_360": "marts"}
-
-
 class MedlakeTranslator(DagsterDbtTranslator):
-    """Keys are `<layer>/<table>`, matching the lake path and the bronze assets' keys."""
+    """Keys are `<layer>/<table>`, matching the lake path and the bronze assets' keys.
+    Groups come from each model's `meta.dagster.group` (set per folder in dbt_project.yml)."""
 
     def get_asset_key(self, props: Mapping[str, Any]) -> dg.AssetKey:
         if props["resource_type"] == "source":
             return dg.AssetKey([props["source_name"], props["name"]])
         return dg.AssetKey([props["schema"], props.get("alias") or props["name"]])
-
-    def get_group_name(self, props: Mapping[str, Any]) -> str | None:
-        return GROUPS.get(props["name"], props["schema"])
 
     def get_owners(self, props: Mapping[str, Any]):
         return ["team:analytics-engineering"]

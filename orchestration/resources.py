@@ -23,15 +23,27 @@ def dbt_executable() -> str:
 dbt_project = DbtProject(project_dir=DBT_DIR, profiles_dir=DBT_DIR)
 
 
+def _manifest_is_stale() -> bool:
+    manifest = dbt_project.manifest_path
+    if not manifest.exists():
+        return True
+    built = manifest.stat().st_mtime
+    sources = [DBT_DIR / "dbt_project.yml", DBT_DIR / "profiles.yml",
+               *DBT_DIR.glob("models/**/*"), *DBT_DIR.glob("macros/**/*"),
+               *DBT_DIR.glob("tests/**/*")]
+    return any(p.is_file() and p.stat().st_mtime > built for p in sources)
+
+
 def ensure_manifest() -> Path:
-    """The dbt assets are defined from dbt's manifest, so it must exist at import.
+    """The dbt assets are defined from dbt's manifest, so it must exist, and match the
+    models, when this module is imported.
 
     `dbt parse` runs with this environment's dbt (dagster-dbt's own preparer looks for
-    `dbt` on PATH): on every load under `dagster dev`, so model edits show up, and
-    otherwise only when no manifest exists yet. The project uses no dbt packages, so
-    there is no `dbt deps` step (it would need the network).
+    `dbt` on PATH): on every load under `dagster dev`, and otherwise when a model, macro
+    or config file is newer than the manifest. The project uses no dbt packages, so there
+    is no `dbt deps` step (it would need the network).
     """
-    if using_dagster_dev() or not dbt_project.manifest_path.exists():
+    if using_dagster_dev() or _manifest_is_stale():
         get_settings().export_env()
         (DbtCliResource(project_dir=dbt_project, profiles_dir=str(DBT_DIR),
                         dbt_executable=dbt_executable())
