@@ -3,10 +3,10 @@
 - `configure_connection`: each bronze Delta table becomes a view `bronze.<table>` over
   the files of its current version, fixed when dbt opens its connection, so every
   model in one dbt invocation reads the same snapshot (and dbt sources need no plugin).
+  It also registers `person_key`, `pseudonym`, `date_shift_days` and `scrub_text`, so
+  SQL models de-identify with the same code as the Python assets.
 - `store`: an `external` model is committed as a Delta table `<schema>.<alias>`, but only
   when its content changed, so a rebuild on unchanged input leaves versions alone.
-  It also registers `person_key`, `pseudonym`, `date_shift_days` and
-  `scrub_text` so SQL models de-identify with the same code as the Python assets.
 
 Wired in `dbt_project/profiles.yml` as `{module: medlake.dbt_plugin, alias: medlake}`.
 """
@@ -52,11 +52,6 @@ class Plugin(BasePlugin):
         try:
             cur.execute("CREATE SCHEMA IF NOT EXISTS bronze").fetchall()
             for table in lake.list_tables("bronze"):
-                layer, name = table.split(".")
-                kind = cur.execute("SELECT table_type FROM information_schema.tables WHERE "
-                                   "table_schema = ? AND table_name = ?", [layer, name]).fetchall()
-                if kind and kind[0][0] == "BASE TABLE":  # a copy left by an older medlake
-                    cur.execute(f"DROP TABLE {table}").fetchall()
                 scan = lake.scan_sql(lake.open_table(table))
                 cur.execute(f"CREATE OR REPLACE VIEW {table} AS SELECT * FROM {scan}").fetchall()
         finally:

@@ -9,7 +9,6 @@ files next time, and the MERGEs make that re-processing harmless.
 from __future__ import annotations
 
 import hashlib
-import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -18,8 +17,6 @@ from collections.abc import Callable, Iterable
 import pyarrow as pa
 
 from medlake import lake
-
-log = logging.getLogger(__name__)
 
 QUARANTINE = "bronze.quarantine"
 INGEST_LOG = "bronze.ingest_log"
@@ -66,7 +63,7 @@ class Modality:
     name: str
     patterns: list[str]
     tables: list[TableSpec]
-    parse: Callable[[Path, dict], Parsed]  # (path, context) -> Parsed
+    parse: Callable[[Path], Parsed]
 
 
 @dataclass
@@ -78,7 +75,6 @@ class IngestSummary:
     files_quarantined: int = 0
     problems: int = 0
     rows: dict[str, int] = field(default_factory=dict)
-    versions: dict[str, int] = field(default_factory=dict)
 
 
 def sha256_file(path: Path) -> str:
@@ -122,7 +118,6 @@ def _dedupe(rows: list[dict], keys: list[str], order: str | None) -> list[dict]:
 
 
 def ingest(modality: Modality, root: Path, batch_id: str, *, chunk_files: int = 200,
-           context: dict | None = None,
            progress: Callable[[int, int], None] | None = None) -> IngestSummary:
     """Ingest every new file under `root` that matches the modality's patterns."""
     summary = IngestSummary(modality.name)
@@ -144,24 +139,21 @@ def ingest(modality: Modality, root: Path, batch_id: str, *, chunk_files: int = 
             done.add(digest)  # the same bytes under two names are ingested once
 
     for start in range(0, len(todo), chunk_files):
-        _ingest_chunk(modality, todo[start:start + chunk_files], batch_id, context or {},
-                      summary)
+        _ingest_chunk(modality, todo[start:start + chunk_files], batch_id, summary)
         if progress:
             progress(min(start + chunk_files, len(todo)), len(todo))
-    for spec in modality.tables:
-        summary.versions[spec.name] = lake.version(spec.name)
     return summary
 
 
 def _ingest_chunk(modality: Modality, chunk: list[tuple[Path, str]], batch_id: str,
-                  context: dict, summary: IngestSummary) -> None:
+                  summary: IngestSummary) -> None:
     at = now()
     rows: dict[str, list[dict]] = {spec.name: [] for spec in modality.tables}
     quarantine, ledger = [], []
     for path, digest in chunk:
         uri = path.resolve().as_uri()
         try:
-            parsed = modality.parse(path, context)
+            parsed = modality.parse(path)
         except Exception as e:  # a parser bug must not take the batch down with it
             parsed = Parsed(problems=[Problem(f"Could not be read ({type(e).__name__}: {e}).")],
                             fatal=True)

@@ -75,19 +75,6 @@ def _duck_type(t: pa.DataType) -> str:
     return "VARCHAR"
 
 
-def connect(*tables: str) -> duckdb.DuckDBPyConnection:
-    """An in-memory DuckDB where each named table is a view `layer.name`."""
-    con = duckdb.connect()
-    for table in tables:
-        dt = open_table(table)
-        if dt is None:
-            continue
-        layer, name = table.split(".")
-        con.execute(f'CREATE SCHEMA IF NOT EXISTS "{layer}"')
-        con.execute(f'CREATE VIEW "{layer}"."{name}" AS SELECT * FROM {scan_sql(dt)}')
-    return con
-
-
 def read(table: str, sql: str = "SELECT * FROM t", params: list | None = None,
          version: int | None = None) -> pa.Table:
     """Run `sql` with the table bound as `t` (at `version` when given, for time travel);

@@ -44,10 +44,6 @@ def date_shift_days(mrn: str | None, max_days: int | None = None,
     return v - max_days if v < max_days else v - max_days + 1
 
 
-def shift_date(value: date | None, days: int) -> date | None:
-    return None if value is None else value + timedelta(days=days)
-
-
 # Patterns for identifiers that have a recognisable shape. Names and addresses have
 # none, so callers pass the person's known values too (from bronze, where they live).
 _EMAIL = (re.compile(r"\b[\w.+-]+@[\w-]+\.[\w.-]+\b"), "[EMAIL]")

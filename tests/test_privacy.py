@@ -1,5 +1,3 @@
-from datetime import date
-
 from medlake import privacy
 
 KEY = b"test-key"
@@ -43,10 +41,6 @@ def test_scrub_text_removes_known_values_and_shaped_identifiers():
 def test_scrub_text_matches_whole_words_only():
     out = privacy.scrub_text("Al has alopecia", ["Al"])
     assert out == "[REDACTED] has alopecia"
-
-
-def test_shift_date():
-    assert privacy.shift_date(date(2024, 1, 1), -1) == date(2023, 12, 31)
 
 
 def test_street_line_is_redacted_whole_and_clinicians_are_tagged():

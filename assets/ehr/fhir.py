@@ -123,7 +123,7 @@ def parse_bundle_or_resource(doc, out: Parsed) -> None:
         out.rows["bronze.fhir_resources"].append(to_row(resource))
 
 
-def parse(path: Path, context: dict) -> Parsed:
+def parse(path: Path) -> Parsed:
     out = Parsed(rows={"bronze.fhir_resources": []})
     try:
         text = _open(path)

@@ -158,7 +158,7 @@ def parse_manifest(path: Path) -> Parsed:
     return out
 
 
-def parse(path: Path, context: dict) -> Parsed:
+def parse(path: Path) -> Parsed:
     if path.suffix.lower() == ".csv":
         return parse_manifest(path)
     return parse_vcf(path)

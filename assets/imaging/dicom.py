@@ -63,7 +63,7 @@ def header_json(ds: pydicom.Dataset) -> str:
     return orjson.dumps(doc).decode()
 
 
-def parse(path: Path, context: dict) -> Parsed:
+def parse(path: Path) -> Parsed:
     try:
         ds = pydicom.dcmread(path, stop_before_pixels=True)
     except (InvalidDicomError, EOFError, ValueError, OSError, KeyError, TypeError) as e:
