@@ -3,7 +3,8 @@
 - `configure_connection`: each bronze Delta table becomes a view `bronze.<table>` over
   the files of its current version, fixed when dbt opens its connection, so every
   model in one dbt invocation reads the same snapshot (and dbt sources need no plugin).
-  It also registers `person_key`, `pseudonym`, `date_shift_days` and `scrub_text`, so
+  It also registers `person_key`, `pseudonym`, `date_shift_days`, `derived_uid` and
+  `scrub_text`, so
   SQL models de-identify with the same code as the Python assets.
 - `store`: an `external` model is committed as a Delta table `<schema>.<alias>`, but only
   when its content changed, so a rebuild on unchanged input leaves versions alone.
@@ -38,6 +39,7 @@ class Plugin(BasePlugin):
             "person_key": (lambda mrn: privacy.person_key(mrn), [VARCHAR], VARCHAR),
             "pseudonym": (lambda kind, v: privacy.pseudonym(kind, v), [VARCHAR, VARCHAR], VARCHAR),
             "date_shift_days": (lambda mrn: privacy.date_shift_days(mrn), [VARCHAR], INTEGER),
+            "derived_uid": (lambda uid: privacy.derived_uid(uid), [VARCHAR], VARCHAR),
             "scrub_text": (_scrub, [VARCHAR, VARCHAR, INTEGER], VARCHAR),
         }
         for name, (fn, args, returns) in functions.items():

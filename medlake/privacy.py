@@ -33,6 +33,15 @@ def pseudonym(kind: str, value: str | None, key: bytes | None = None) -> str | N
     return _digest(kind, value, key).hex()[:32]
 
 
+def derived_uid(uid: str | None, key: bytes | None = None) -> str | None:
+    """A DICOM UID replaced by a keyed, consistent one (PS3.15 "U" action): the same
+    source UID maps to the same new UID in every table and run, as an OID under the
+    UUID-derived root 2.25 (PS3.5 B.2), so it stays a valid UID (<= 64 chars)."""
+    if uid is None or uid.strip() == "":
+        return None
+    return "2.25." + str(int.from_bytes(_digest("uid", uid.strip(), key)[:16], "big"))
+
+
 def date_shift_days(mrn: str | None, max_days: int | None = None,
                     key: bytes | None = None) -> int:
     """A per-person offset in [-max_days, max_days] \\ {0}, stable across modalities."""

@@ -21,6 +21,7 @@ class SuiteResult:
     version: int | None
     evaluated: int
     failed: list[str] = field(default_factory=list)
+    failed_errors: list[str] = field(default_factory=list)  # failures of severity "error"
     docs_index: str | None = None
 
 
@@ -52,7 +53,8 @@ def run_suite(table: str) -> SuiteResult:
     except KeyError:
         batch = asset.add_batch_definition_whole_dataframe("whole_table")
     suite = gx.ExpectationSuite(name=name, expectations=[
-        getattr(gx.expectations, kind)(**kwargs) for kind, kwargs in SUITES[table]])
+        getattr(gx.expectations, e.type)(**e.kwargs, meta={"severity": e.severity})
+        for e in SUITES[table]])
     suite = context.suites.add_or_update(suite)
     validation = context.validation_definitions.add_or_update(
         gx.ValidationDefinition(name=name, data=batch, suite=suite))
@@ -61,9 +63,14 @@ def run_suite(table: str) -> SuiteResult:
         actions=[gx.checkpoint.UpdateDataDocsAction(name="data_docs")]))
     result = checkpoint.run(batch_parameters={"dataframe": df})
     outcome = next(iter(result.run_results.values()))
-    failed = [f"{r.expectation_config.type}({r.expectation_config.kwargs.get('column', '')})"
-              for r in outcome.results if not r.success]
+    failed, failed_errors = [], []
+    for r in outcome.results:
+        if not r.success:
+            label = f"{r.expectation_config.type}({r.expectation_config.kwargs.get('column', '')})"
+            failed.append(label)
+            if (r.expectation_config.meta or {}).get("severity", "error") == "error":
+                failed_errors.append(label)
     docs = get_settings().gx_root / "gx" / "uncommitted" / "data_docs" / "local_site" / "index.html"
     return SuiteResult(table=table, success=bool(outcome.success), rows=len(df),
                        version=lake.version(table), evaluated=len(outcome.results),
-                       failed=failed, docs_index=str(docs) if docs.exists() else None)
+                       failed=failed, failed_errors=failed_errors, docs_index=str(docs) if docs.exists() else None)

@@ -48,3 +48,15 @@ def test_street_line_is_redacted_whole_and_clinicians_are_tagged():
                              ["48213 Julie Centers Apt. 978"])
     assert "Julie" not in out and "48213" not in out
     assert "Joshua" not in out and "Walker" not in out and "Dr. [CLINICIAN]" in out
+
+
+def test_derived_uid_is_consistent_valid_and_keyed():
+    from medlake.privacy import derived_uid
+
+    uid = "1.2.840.113619.2.55.3.604688119.969.1268071029.320"
+    a, b = derived_uid(uid, key=b"k1"), derived_uid(uid, key=b"k1")
+    assert a == b and a.startswith("2.25.") and len(a) <= 64
+    assert all(part.isdigit() for part in a.split("."))
+    assert derived_uid(uid, key=b"k2") != a
+    assert derived_uid(uid + "1", key=b"k1") != a
+    assert derived_uid(None) is None and derived_uid("") is None
