@@ -7,6 +7,7 @@ import dagster as dg
 from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtCliResource, dbt_assets
 
 from assets.bronze import table_metadata
+from medlake import lake
 from medlake.config import get_settings
 from orchestration.resources import dbt_project, ensure_manifest
 
@@ -26,6 +27,16 @@ class MedlakeTranslator(DagsterDbtTranslator):
         return {**super().get_tags(props), "layer": props.get("schema", "")}
 
 
+def upstream_versions(keys) -> dict[str, int]:
+    """`{"bronze.fhir_resources": 3, ...}` for the lake tables among `keys`."""
+    out = {}
+    for key in keys:
+        table = ".".join(key.path)
+        if len(key.path) == 2 and (v := lake.version(table)) is not None:
+            out[table] = v
+    return out
+
+
 @dbt_assets(
     manifest=ensure_manifest(),
     project=dbt_project,
@@ -37,11 +48,15 @@ def lake_models(context: dg.AssetExecutionContext, dbt: DbtCliResource):
     by the medlake dbt plugin; a model whose content did not change keeps its version."""
     # dbt's per-run artifacts (run_results, logs) live with the data, not in the checkout.
     target = get_settings().home / "dbt_runs" / context.run_id
-    for event in dbt.cli(["build"], context=context, target_path=target).stream():
+    stream = dbt.cli(["build"], context=context, target_path=target).stream()
+    for event in stream.fetch_column_metadata(with_column_lineage=True):
         if isinstance(event, (dg.Output, dg.AssetMaterialization)):
             key = event.asset_key if isinstance(event, dg.AssetMaterialization) else \
                 context.asset_key_for_output(event.output_name)
-            # Record the Delta version dbt's plugin committed, for time travel from the UI.
+            # Record the Delta version dbt's plugin committed, for time travel from the UI,
+            # and the versions of the tables it read (dbt builds upstream models first).
             extra = table_metadata(".".join(key.path))
-            event = event.with_metadata({**(event.metadata or {}), **extra})
+            upstream = upstream_versions(context.assets_def.asset_deps.get(key, []))
+            event = event.with_metadata({**(event.metadata or {}), **extra,
+                                         "upstream_versions": upstream})
         yield event

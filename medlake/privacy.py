@@ -59,6 +59,9 @@ _EMAIL = (re.compile(r"\b[\w.+-]+@[\w-]+\.[\w.-]+\b"), "[EMAIL]")
 _PATTERNS = [
     (re.compile(r"\b\d{3}-\d{2}-\d{4}\b"), "[SSN]"),
     (re.compile(r"\bMRN[:#\s]*[A-Z0-9-]{4,}\b", re.I), "[MRN]"),
+    # Accession numbers identify the study (and so the patient) at the imaging site.
+    (re.compile(r"\b(Accession(?:\s+(?:No\.?|Number|#))?)[:#\s]+[A-Z0-9-]{4,}\b", re.I),
+     r"\1: [ACCESSION]"),
     (re.compile(r"(?:\+?1[-.\s]?)?\(?\b\d{3}\)?[-.\s]\d{3}[-.\s]\d{4}\b(?:\s*x\d+)?"), "[PHONE]"),
     (re.compile(r"\b\d{5}(?:-\d{4})?\b"), "[ZIP]"),
     # Clinicians' names identify the care setting; notes name them after a title.

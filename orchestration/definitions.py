@@ -8,16 +8,20 @@ from assets.imaging import assets as imaging
 from assets.retrieval import assets as retrieval
 from medlake.progress import progress_logger
 from orchestration.resources import resources
-from quality.checks import gx_checks
+from quality.checks import gx_checks_for, phi_guard
 
 refresh_all = dg.define_asset_job(
     "refresh_all", selection=dg.AssetSelection.all(),
     description="Landing → bronze → silver → gold → checks → embeddings; safe to re-run.")
 
+assets = [ehr.fhir_assets, imaging.dicom_assets, genomics.vcf_assets,
+          governance.quarantine, transform.lake_models, retrieval.clinical_chunks]
+asset_keys = [k for a in assets for k in a.keys]
+
 defs = dg.Definitions(
-    assets=[ehr.fhir_assets, imaging.dicom_assets, genomics.vcf_assets,
-            governance.quarantine, transform.lake_models, retrieval.clinical_chunks],
-    asset_checks=gx_checks,
+    assets=assets,
+    asset_checks=[*gx_checks_for(asset_keys),
+                  phi_guard([k for k in asset_keys if k.path[0] in ("silver", "gold")])],
     jobs=[refresh_all],
     resources=resources(),
     # Used only when a run's config names it (the CLI does); the UI keeps its defaults.

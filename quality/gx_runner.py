@@ -1,16 +1,62 @@
 """Run a suite from `quality.suites` on a lake table with Great Expectations 1.x.
 
-The table is read from Delta into pandas (GX has no DuckDB source of its own), validated
-through a Checkpoint whose action rebuilds the Data Docs under `MEDLAKE_HOME/gx/`.
+The table is validated at one pinned Delta version. Two engines:
+
+- `pandas`: the table is read into a DataFrame and GX computes in pandas, and writes
+  Data Docs.
+- `duckdb`: every expectation is resolved to an "unexpected rows" query
+  (`quality.rules`) and computed by DuckDB over the version's Parquet files; nothing is
+  copied into Python.
+- `auto` (default): pandas up to `MEDLAKE_GX_PANDAS_MAX_ROWS` rows, DuckDB above, as
+  measured by `bench/quality.py`. GX's own SQL datasource over duckdb-engine is not an
+  option: GX closes its connection before fetching, and DuckDB 2 drops the result.
+
+medlake's own rules (`quality.rules`) run in DuckDB on either engine.
+Every result is appended to `gold.dq_results`; a Checkpoint action rebuilds the Data
+Docs under `MEDLAKE_HOME/gx/`.
 """
 from __future__ import annotations
 
+import json
 import os
+import time
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+import duckdb
+import pyarrow as pa
+from deltalake import DeltaTable
 
 from medlake import lake
 from medlake.config import get_settings
-from quality.suites import SUITES
+from quality import rules
+from quality.suites import SUITES, Expectation
+
+DQ_RESULTS = "gold.dq_results"
+ENGINE = os.environ.get("MEDLAKE_GX_ENGINE", "auto")
+PANDAS_MAX_ROWS = int(os.environ.get("MEDLAKE_GX_PANDAS_MAX_ROWS", "200000"))
+
+DQ_SCHEMA = pa.schema([
+    ("run_id", pa.string()), ("table_name", pa.string()), ("delta_version", pa.int64()),
+    ("expectation", pa.string()), ("column_name", pa.string()), ("kwargs", pa.string()),
+    ("severity", pa.string()), ("success", pa.bool_()), ("observed_value", pa.string()),
+    ("unexpected_count", pa.int64()), ("rows", pa.int64()), ("engine", pa.string()),
+    ("validated_at", pa.timestamp("us", tz="UTC")),
+])
+
+
+@dataclass
+class ExpectationOutcome:
+    expectation: Expectation
+    success: bool
+    observed: str | None = None
+    unexpected: int | None = None
+
+    @property
+    def label(self) -> str:
+        kw = self.expectation.kwargs
+        target = kw.get("column") or ",".join(kw.get("column_list", []))
+        return f"{self.expectation.type}({target})"
 
 
 @dataclass
@@ -23,6 +69,9 @@ class SuiteResult:
     failed: list[str] = field(default_factory=list)
     failed_errors: list[str] = field(default_factory=list)  # failures of severity "error"
     docs_index: str | None = None
+    outcomes: list[ExpectationOutcome] = field(default_factory=list)
+    seconds: float = 0.0
+    engine: str = ""
 
 
 def _context():
@@ -39,38 +88,136 @@ def _context():
     return gx, context
 
 
-def run_suite(table: str) -> SuiteResult:
+def _scan(table: str, version: int | None = None) -> str:
+    dt = DeltaTable(lake.uri(table), version=version) if version is not None \
+        else lake.open_table(table)
+    if dt is None:
+        raise LookupError(f"{table} does not exist yet; materialize it first.")
+    return f"(SELECT * FROM {lake.scan_sql(dt)})"
+
+
+def _previous_rows(table: str, version: int) -> int | None:
+    if version == 0:
+        return None
+    try:
+        got = lake.read(table, "SELECT count(*) FROM t", version=version - 1)
+    except Exception:  # the previous version was vacuumed: nothing to compare with
+        return None
+    return got.column(0)[0].as_py() if got.num_columns else None
+
+
+def _observed(result: dict) -> str | None:
+    for key in ("observed_value", "unexpected_percent"):
+        if result.get(key) is not None:
+            return json.dumps(result[key], default=str)[:500]
+    return None
+
+
+def run_suite(table: str, engine: str | None = None, run_id: str = "adhoc",
+              record: bool = True, docs: bool = True,
+              suite: list[Expectation] | None = None) -> SuiteResult:
+    """Validate `table` at its current Delta version; append the results to
+    gold.dq_results (unless `record` is false) and rebuild Data Docs (pandas engine,
+    unless `docs` is false). `suite` replaces the table's JSON suite (tests, ad hoc)."""
+    started = time.perf_counter()
+    dt = lake.open_table(table)
+    if dt is None:
+        raise LookupError(f"{table} does not exist yet; materialize it first.")
+    version = dt.version()
+    scan = _scan(table, version)
+    columns = [f.name for f in lake.arrow_schema(dt)]
+    ctx = rules.RuleContext(_scan, _previous_rows(table, version),
+                            get_settings().date_shift_days)
+    declared = SUITES.get(table, []) if suite is None else suite
+    suite = declared + rules.auto_rules(table, columns, declared)
+    con = duckdb.connect()
+    try:
+        rows = con.execute(f"SELECT count(*) FROM {scan}").fetchall()[0][0]
+        engine = engine or ENGINE
+        if engine == "auto":
+            engine = "duckdb" if rows > PANDAS_MAX_ROWS else "pandas"
+        if engine not in ("pandas", "duckdb"):
+            raise ValueError(f"engine {engine!r}: use 'pandas', 'duckdb' or 'auto'.")
+        gx_results = (_run_gx(table, suite, con.sql(f"SELECT * FROM {scan}").df(), docs)
+                      if engine == "pandas" else {})
+        outcomes = []
+        for i, e in enumerate(suite):
+            if i in gx_results:
+                res = gx_results[i].result or {}
+                unexpected = res.get("unexpected_count")
+                outcomes.append(ExpectationOutcome(
+                    e, bool(gx_results[i].success), _observed(res),
+                    int(unexpected) if isinstance(unexpected, (int, float)) else None))
+                continue
+            try:
+                bad = con.execute(f"SELECT count(*) FROM "
+                                  f"({rules.sql_for(e, ctx).replace('{batch}', scan)})").fetchall()[0][0]
+            except duckdb.BinderException as err:  # a column the suite names is missing
+                outcomes.append(ExpectationOutcome(e, False, json.dumps(str(err).splitlines()[0])))
+                continue
+            outcomes.append(ExpectationOutcome(e, bad == 0, json.dumps(bad), bad))
+    finally:
+        con.close()
+    failed = [o.label for o in outcomes if not o.success]
+    failed_errors = [o.label for o in outcomes if not o.success and o.expectation.severity == "error"]
+    docs_path = get_settings().gx_root / "gx" / "uncommitted" / "data_docs" / "local_site" / "index.html"
+    res = SuiteResult(table=table, success=not failed, rows=rows, version=version,
+                      evaluated=len(outcomes), failed=failed, failed_errors=failed_errors,
+                      docs_index=str(docs_path) if docs_path.exists() else None,
+                      outcomes=outcomes, seconds=time.perf_counter() - started, engine=engine)
+    if record:
+        record_results(res, run_id, engine)
+    return res
+
+
+def _run_gx(table: str, suite: list[Expectation], df, docs: bool) -> dict[int, object]:
+    """GX's own expectations of `suite` on a pandas batch, by their index in `suite`
+    (medlake's rules run in DuckDB either way)."""
     gx, context = _context()
     name = table.replace(".", "__")
-    df = lake.read(table).to_pandas()
     source = context.data_sources.add_or_update_pandas("medlake_lake")
-    try:
-        asset = source.get_asset(name)
-    except LookupError:
-        asset = source.add_dataframe_asset(name=name)
-    try:
-        batch = asset.get_batch_definition("whole_table")
-    except KeyError:
-        batch = asset.add_batch_definition_whole_dataframe("whole_table")
-    suite = gx.ExpectationSuite(name=name, expectations=[
-        getattr(gx.expectations, e.type)(**e.kwargs, meta={"severity": e.severity})
-        for e in SUITES[table]])
-    suite = context.suites.add_or_update(suite)
+    asset = source.add_dataframe_asset(name=name)
+    batch = asset.add_batch_definition_whole_dataframe("whole_table")
+    # Each GX expectation carries its index in the suite, to pair results back up.
+    items = [getattr(gx.expectations, e.type)(**e.kwargs, meta={"severity": e.severity, "index": i})
+             for i, e in enumerate(suite) if e.type not in rules.RULES]
+    gx_suite = context.suites.add_or_update(gx.ExpectationSuite(name=name, expectations=items))
     validation = context.validation_definitions.add_or_update(
-        gx.ValidationDefinition(name=name, data=batch, suite=suite))
+        gx.ValidationDefinition(name=name, data=batch, suite=gx_suite))
+    actions = [gx.checkpoint.UpdateDataDocsAction(name="data_docs")] if docs else []
     checkpoint = context.checkpoints.add_or_update(gx.Checkpoint(
-        name=name, validation_definitions=[validation],
-        actions=[gx.checkpoint.UpdateDataDocsAction(name="data_docs")]))
+        name=name, validation_definitions=[validation], actions=actions))
     result = checkpoint.run(batch_parameters={"dataframe": df})
     outcome = next(iter(result.run_results.values()))
-    failed, failed_errors = [], []
-    for r in outcome.results:
-        if not r.success:
-            label = f"{r.expectation_config.type}({r.expectation_config.kwargs.get('column', '')})"
-            failed.append(label)
-            if (r.expectation_config.meta or {}).get("severity", "error") == "error":
-                failed_errors.append(label)
-    docs = get_settings().gx_root / "gx" / "uncommitted" / "data_docs" / "local_site" / "index.html"
-    return SuiteResult(table=table, success=bool(outcome.success), rows=len(df),
-                       version=lake.version(table), evaluated=len(outcome.results),
-                       failed=failed, failed_errors=failed_errors, docs_index=str(docs) if docs.exists() else None)
+    return {(r.expectation_config.meta or {}).get("index"): r for r in outcome.results}
+
+
+def record_results(res: SuiteResult, run_id: str, engine: str) -> None:
+    """Append one row per expectation to gold.dq_results (a log: appends, never merges)."""
+    from deltalake import write_deltalake
+    from deltalake.exceptions import CommitFailedError
+
+    now = datetime.now(timezone.utc)
+    rows = [dict(run_id=run_id, table_name=res.table, delta_version=res.version,
+                 expectation=o.expectation.type,
+                 column_name=o.expectation.kwargs.get("column")
+                 or ",".join(o.expectation.kwargs.get("column_list", [])) or None,
+                 kwargs=json.dumps(o.expectation.kwargs, default=str)[:1000],
+                 severity=o.expectation.severity, success=o.success,
+                 observed_value=o.observed, unexpected_count=o.unexpected, rows=res.rows,
+                 engine=engine, validated_at=now) for o in res.outcomes]
+    data = pa.Table.from_pylist(rows, DQ_SCHEMA)
+    for attempt in range(5):
+        try:
+            write_deltalake(lake.uri(DQ_RESULTS), data, mode="append")
+            return
+        except CommitFailedError:  # checks of other tables appending at the same moment
+            time.sleep(0.2 * 2 ** attempt)
+    raise RuntimeError(f"could not append to {DQ_RESULTS} after 5 tries")
+
+
+def latest_results(table: str) -> list[dict]:
+    """The most recent validation of `table` from gold.dq_results."""
+    return lake.read(DQ_RESULTS, "SELECT * FROM t WHERE table_name = ? AND validated_at = "
+                     "(SELECT max(validated_at) FROM t WHERE table_name = ?) "
+                     "ORDER BY severity, expectation", params=[table, table]).to_pylist()

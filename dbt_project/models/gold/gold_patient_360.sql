@@ -86,7 +86,10 @@ select
     coalesce(g.variants_carried, 0) as variants_carried,
     coalesce(g.pathogenic_genes, []) as pathogenic_genes,
     (im.person_key is not null) as has_imaging,
-    (g.person_key is not null) as has_genomics
+    (g.person_key is not null) as has_genomics,
+    -- Row provenance: the silver.patient row (and so the bronze Patient) this row is keyed on.
+    p.batch_id,
+    p.source_sha256
 from people p
 left join (select person_key, any_value(shift_days) as shift_days from identity group by 1) i
     using (person_key)

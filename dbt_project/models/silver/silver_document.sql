@@ -47,5 +47,7 @@ select
     content_type,
     scrub_text(raw_text, phi_values, shift_days) as text,
     batch_id as source_batch_id,
+    -- Row provenance (the helpers' contract): the bronze batch and file of this row.
+    batch_id,
     source_sha256
 from decoded

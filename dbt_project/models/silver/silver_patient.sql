@@ -26,6 +26,8 @@ select
     {{ fhir_code('$.communication[0].language') }} as language,
     {{ fhir_str('$.address[0].state') }} as state,
     batch_id as source_batch_id,
+    -- Row provenance (the helpers' contract): the bronze batch and file of this row.
+    batch_id,
     source_sha256
 from patients
 -- Two registrations of one MRN are one person: keep the latest record.
