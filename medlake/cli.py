@@ -64,6 +64,31 @@ def cmd_ask(args) -> int:
     return 0
 
 
+def cmd_audit(args) -> int:
+    from quality import audit
+
+    try:
+        if args.what == "table":
+            report = audit.audit_table(args.target)
+        elif args.what == "row":
+            if not args.key:
+                print("audit row needs a key: medlake audit row <schema.table> <key>", file=sys.stderr)
+                return 2
+            report = audit.audit_row(args.target, args.key)
+        else:
+            report = audit.audit_answer(args.target)
+    except LookupError as e:
+        print(e, file=sys.stderr)
+        return 1
+    print(audit.to_text(report))
+    if args.html:
+        from pathlib import Path
+
+        Path(args.html).write_text(audit.to_html(report))
+        print(f"HTML report written to {args.html}", file=sys.stderr)
+    return 0
+
+
 def cmd_env(args) -> int:
     print("| variable | default | meaning |\n| --- | --- | --- |")
     for name, (default, meaning) in ENV_VARS.items():
@@ -91,6 +116,13 @@ def main(argv: list[str] | None = None) -> int:
     a.add_argument("-k", type=int, default=5, help="chunks to retrieve")
     a.add_argument("--person-key", help="restrict to one person")
     a.set_defaults(fn=cmd_ask)
+
+    au = sub.add_parser("audit", help="where a table, a row or an answer came from")
+    au.add_argument("what", choices=["table", "row", "answer"])
+    au.add_argument("target", help="schema.table, or an answer_id for `answer`")
+    au.add_argument("key", nargs="?", help="the row's key, for `row`")
+    au.add_argument("--html", metavar="PATH", help="also write an HTML report")
+    au.set_defaults(fn=cmd_audit)
 
     e = sub.add_parser("env", help="print the environment variables medlake reads")
     e.set_defaults(fn=cmd_env)

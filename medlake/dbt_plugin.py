@@ -52,6 +52,11 @@ class Plugin(BasePlugin):
         # still holds an unconsumed result, and dbt reuses `conn`.
         cur = conn.cursor()
         try:
+            # dagster-dbt reads column metadata through a read-only connection; the views
+            # the run's own connection made are already there.
+            if cur.execute("SELECT readonly FROM duckdb_databases() "
+                           "WHERE database_name = current_database()").fetchall()[0][0]:
+                return
             cur.execute("CREATE SCHEMA IF NOT EXISTS bronze").fetchall()
             for table in lake.list_tables("bronze"):
                 scan = lake.scan_sql(lake.open_table(table))

@@ -65,16 +65,25 @@ _PATTERNS = [
     (re.compile(r"(?:\+?1[-.\s]?)?\(?\b\d{3}\)?[-.\s]\d{3}[-.\s]\d{4}\b(?:\s*x\d+)?"), "[PHONE]"),
     (re.compile(r"\b\d{5}(?:-\d{4})?\b"), "[ZIP]"),
     # Clinicians' names identify the care setting; notes name them after a title.
-    (re.compile(r"\b(Dr\.?|Doctor|Nurse)\s+[A-Z][a-z'-]+(?:\s+[A-Z]\.)?(?:\s+[A-Z][a-z'-]+)?"),
+    # Within one line: a name never continues on the next.
+    (re.compile(r"\b(Dr\.?|Doctor|Nurse)[ \t]+[A-Z][a-z'-]+(?:[ \t]+[A-Z]\.)?(?:[ \t]+[A-Z][a-z'-]+)?"),
      r"\1 [CLINICIAN]"),
 ]
 _ISO_DATE = re.compile(r"\b(\d{4})-(\d{2})-(\d{2})\b")
 _US_DATE = re.compile(r"\b(\d{1,2})/(\d{1,2})/(\d{4})\b")
+_MONTHS = ["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"]
+_MONTH = r"(Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Sept|Oct|Nov|Dec)[a-z]*\.?"
+# "March 2, 1980" and "2 March 1980": dictated notes write dates out.
+_WORD_DATES = [(re.compile(rf"\b{_MONTH}\s+(\d{{1,2}})(?:st|nd|rd|th)?,?\s+(\d{{4}})\b", re.I), (1, 2, 3)),
+               (re.compile(rf"\b(\d{{1,2}})(?:st|nd|rd|th)?\s+{_MONTH}\s+(\d{{4}})\b", re.I), (2, 1, 3))]
 
 
-def _shift_match(m: re.Match, days: int, iso: bool) -> str:
+def _shift_match(m: re.Match, days: int, iso: bool, order=None) -> str:
     try:
-        if iso:
+        if order:
+            month, day, year = (m[i] for i in order)
+            d = date(int(year), _MONTHS.index(month[:3].lower()) + 1, int(day))
+        elif iso:
             d = date(int(m[1]), int(m[2]), int(m[3]))
         else:
             d = date(int(m[3]), int(m[1]), int(m[2]))
@@ -104,4 +113,6 @@ def scrub_text(text: str | None, known: list[str] | None = None, days: int = 0) 
         out = pattern.sub(tag, out)
     out = _ISO_DATE.sub(lambda m: _shift_match(m, days, True), out)
     out = _US_DATE.sub(lambda m: _shift_match(m, days, False), out)
+    for pattern, order in _WORD_DATES:
+        out = pattern.sub(lambda m, o=order: _shift_match(m, days, False, o), out)
     return out
