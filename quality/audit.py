@@ -61,7 +61,7 @@ def _runs_by_version(table: str) -> dict[int, str]:
                 mat = rec.asset_materialization
                 v = mat.metadata.get("delta_version") if mat else None
                 if v is not None:
-                    out.setdefault(int(v.value), rec.run_id)
+                    out[int(v.value)] = rec.run_id  # newest first: the oldest, the writer, wins
     except Exception:  # no Dagster instance (a lake written outside Dagster): no run ids
         pass
     return out
@@ -124,7 +124,8 @@ def key_column(table: str, columns: list[str]) -> str:
     return columns[0]
 
 
-def _bronze_rows(batch_id: str | None, sha: str | None, limit: int = 20) -> list[dict]:
+def _bronze_rows(batch_id: str | None, sha: str | None, limit: int = 200) -> list[dict]:
+    """Bronze rows from the same file and batch, by key (never their content)."""
     out = []
     for table in lake.list_tables("bronze"):
         dt = lake.open_table(table)
@@ -133,13 +134,42 @@ def _bronze_rows(batch_id: str | None, sha: str | None, limit: int = 20) -> list
             continue
         keys = [c for c in ("resource_type", "resource_id", "sop_instance_uid", "variant_id",
                             "sample_id") if c in names]
-        cols = ", ".join(f'"{c}"' for c in [*keys, "source_uri", "batch_id"] if c in names)
+        cols = [f'"{c}"' for c in [*keys, "source_uri", "batch_id"] if c in names]
+        if table == "bronze.fhir_resources":  # the MRN, only to match person_key below
+            cols.append("CASE WHEN resource_type = 'Patient' THEN json_extract_string(resource, "
+                        "'$.identifier[*]') END AS _ids")
         where = "source_sha256 = ?" + (" AND batch_id = ?" if batch_id and "batch_id" in names else "")
         params = [sha] + ([batch_id] if batch_id and "batch_id" in names else [])
-        for r in lake.read(table, f"SELECT {cols} FROM t WHERE {where} LIMIT {limit}",
+        for r in lake.read(table, f"SELECT {', '.join(cols)} FROM t WHERE {where} LIMIT {limit}",
                            params=params).to_pylist():
             out.append({"table": table, **r})
     return out
+
+
+def _mrn(ids: list | None) -> str | None:
+    for raw in ids or []:
+        ident = json.loads(raw)
+        if any(c.get("code") == "MR" for c in (ident.get("type") or {}).get("coding", [])):
+            return ident.get("value")
+    return None
+
+
+def _the_rows(candidates: list[dict], row: dict, key: str) -> tuple[list[dict], str]:
+    """Narrow the file's rows to the one(s) this row was derived from: a resource whose
+    keyed pseudonym is the row's key, or the Patient whose MRN gives its person_key."""
+    from medlake import privacy
+
+    exact = []
+    for c in candidates:
+        rt, rid = c.get("resource_type"), c.get("resource_id")
+        if rt and rid and privacy.pseudonym(rt, rid) == key:
+            exact.append(c)
+        elif rt == "Patient" and row.get("person_key") and \
+                privacy.person_key(_mrn(c.get("_ids"))) == row["person_key"]:
+            exact.append(c)
+    chosen = exact or candidates
+    return ([{k: v for k, v in c.items() if k != "_ids"} for c in chosen],
+            "exact" if exact else "same file and batch")
 
 
 def audit_row(table: str, key: str, version: int | None = None) -> dict:
@@ -157,13 +187,15 @@ def audit_row(table: str, key: str, version: int | None = None) -> dict:
     files = lake.read(INGEST_LOG, "SELECT source_uri, status, batch_id, ingested_at::VARCHAR "
                       "AS ingested_at FROM t WHERE source_sha256 = ?",
                       params=[prov["source_sha256"]]).to_pylist() if prov["source_sha256"] else []
+    candidates = _bronze_rows(prov["batch_id"], prov["source_sha256"]) if prov["source_sha256"] else []
+    bronze, match = _the_rows(candidates, row, key)
     return {"kind": "row", "table": table, "key_column": kc, "key": key,
             "version": version if version is not None else dt.version(),
-            "provenance": prov, "source_files": files,
-            "bronze_rows": _bronze_rows(prov["batch_id"], prov["source_sha256"])
-            if prov["source_sha256"] else [],
-            "lineage": [{"table": table, "reads": [b["table"] for b in
-                         _bronze_rows(prov["batch_id"], prov["source_sha256"], 1)]}]}
+            "provenance": prov, "source_files": files, "bronze_rows": bronze, "match": match,
+            "lineage": [{"table": table, "version": version if version is not None else dt.version(),
+                         "from_bronze": sorted({(b["table"], b.get("resource_type") or "")
+                                                for b in bronze}),
+                         "from_files": [f["source_uri"] for f in files]}]}
 
 
 def audit_answer(answer_id: str) -> dict:
@@ -180,14 +212,20 @@ def audit_answer(answer_id: str) -> dict:
         try:
             row = audit_row(citation.source_table, citation.source_key, citation.source_version)
             entry["source_row"] = {k: row[k] for k in ("key_column", "version", "provenance",
-                                                       "source_files", "bronze_rows")}
+                                                       "source_files", "bronze_rows", "match")}
         except LookupError as e:
             entry["error"] = str(e)
         cited.append(entry)
     return {"kind": "answer", "answer_id": answer_id, "question": a["question"],
             "asked_by": a["asked_by"], "asked_at": str(a["asked_at"]), "model": a["model"],
             "cited_ok": a["cited_ok"], "answer": a["answer"], "citations": cited,
-            "lineage": [{"table": AUDIT, "reads": sorted({c["source_table"] for c in cited})}]}
+            "lineage": [{"chunk_id": c["chunk_id"],
+                         "source": f'{c["source_table"]}@v{c["source_version"]} {c["source_key"]}',
+                         "bronze": sorted({f'{b["table"]} {b.get("resource_type") or ""}'.strip()
+                                           for b in (c["source_row"] or {}).get("bronze_rows", [])}),
+                         "files": [f["source_uri"] for f in
+                                   (c["source_row"] or {}).get("source_files", [])]}
+                        for c in cited]}
 
 
 def to_text(report: dict) -> str:
