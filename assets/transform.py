@@ -1,12 +1,14 @@
 """dbt models (silver and gold) as Dagster assets; dbt tests become asset checks."""
 
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import dagster as dg
 from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtCliResource, dbt_assets
 
 from assets.bronze import table_metadata
+from assets.lineage import lineage_metadata
 from medlake import lake
 from medlake.config import get_settings
 from orchestration.resources import dbt_project, ensure_manifest
@@ -25,6 +27,15 @@ class MedlakeTranslator(DagsterDbtTranslator):
 
     def get_tags(self, props: Mapping[str, Any]) -> Mapping[str, str]:
         return {**super().get_tags(props), "layer": props.get("schema", "")}
+
+
+def compiled_sql(event, target) -> Path:
+    """Where dbt wrote the compiled SQL of the model an event is about."""
+    import json
+
+    unique_id = event.metadata["unique_id"].value
+    node = json.loads(dbt_project.manifest_path.read_text())["nodes"][unique_id]
+    return Path(target) / "compiled" / node["package_name"] / node["original_file_path"]
 
 
 def upstream_versions(keys) -> dict[str, int]:
@@ -57,6 +68,9 @@ def lake_models(context: dg.AssetExecutionContext, dbt: DbtCliResource):
             # and the versions of the tables it read (dbt builds upstream models first).
             extra = table_metadata(".".join(key.path))
             upstream = upstream_versions(context.assets_def.asset_deps.get(key, []))
+            if "dagster/column_lineage" not in (event.metadata or {}):
+                # dagster-dbt traces none through an ephemeral parent; sqlglot can.
+                extra.update(lineage_metadata(compiled_sql(event, target), list(upstream)))
             event = event.with_metadata({**(event.metadata or {}), **extra,
                                          "upstream_versions": upstream})
         yield event

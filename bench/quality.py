@@ -13,6 +13,11 @@ import os
 import sys
 import tempfile
 import time
+from pathlib import Path
+
+# Run as `python bench/quality.py`, this file's folder comes first on sys.path and its
+# name would hide the `quality` package it measures.
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
 

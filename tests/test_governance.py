@@ -56,7 +56,13 @@ def test_dbt_materializations_record_versions_and_upstream_versions(demo):
             assert "dagster/column_schema" in md and md["dagster/row_count"].value > 0
             upstream = md["upstream_versions"].value
             assert upstream["bronze.fhir_resources"] == lake.version("bronze.fhir_resources")
+            lineage = {c: {(d.asset_key.to_user_string(), d.column_name) for d in deps}
+                       for c, deps in md["dagster/column_lineage"].value.deps_by_column.items()}
+            # Column lineage reaches the Python bronze assets by their asset keys.
+            assert ("bronze/fhir_resources", "source_sha256") in lineage["source_sha256"] or \
+                ("silver/patient", "source_sha256") in lineage["source_sha256"]
     assert "silver.patient" in upstream  # gold.patient_360 read silver
+    assert ("silver/patient", "person_key") in lineage["person_key"]
 
 
 def test_audit_table_walks_to_source_files_with_versions_and_checks(demo):
