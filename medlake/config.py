@@ -24,6 +24,8 @@ ENV_VARS: dict[str, tuple[str, str]] = {
     "MEDLAKE_LLM_API_KEY": ("EMPTY", "API key for the endpoint (vLLM accepts any unless --api-key is set)"),
     "MEDLAKE_LLM_TIMEOUT": ("60", "seconds before an LLM call is abandoned"),
     "MEDLAKE_USER": ("login name", "who is recorded as asking, in gold.rag_audit"),
+    "MEDLAKE_GX_ENGINE": ("auto", "validation engine: pandas (GX, Data Docs), duckdb, or auto (by table size)"),
+    "MEDLAKE_GX_PANDAS_MAX_ROWS": ("200000", "with auto, tables above this many rows are validated in DuckDB"),
     "DAGSTER_HOME": ("$MEDLAKE_HOME/dagster_home", "Dagster instance folder (runs, event logs)"),
 }
 
