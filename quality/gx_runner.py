@@ -1,6 +1,6 @@
 """Run a suite from `quality.suites` on a lake table with Great Expectations 1.x.
 
-The table is validated at one pinned Delta version. Two engines:
+The table is validated at one pinned Delta version, by one of these engines:
 
 - `pandas`: the table is read into a DataFrame and GX computes in pandas, and writes
   Data Docs.

@@ -64,10 +64,11 @@ def _between(kw: dict, ctx) -> str:
 
 
 def _unique(cols: list[str]) -> str:
-    quoted = ", ".join(f'"{c}"' for c in cols)
+    quoted = [f'"{c}"' for c in cols]
+    not_null = " AND ".join(f"{c} IS NOT NULL" for c in quoted)
     # GX counts every row of a duplicated group as unexpected; so does this.
-    return (f"SELECT * FROM (SELECT count(*) OVER (PARTITION BY {quoted}) AS n FROM {{batch}} "
-            f"WHERE {' AND '.join(f'{chr(34)}{c}{chr(34)} IS NOT NULL' for c in cols)}) WHERE n > 1")
+    return (f"SELECT * FROM (SELECT count(*) OVER (PARTITION BY {', '.join(quoted)}) AS n "
+            f"FROM {{batch}} WHERE {not_null}) WHERE n > 1")
 
 
 def _columns_match(kw: dict, ctx) -> str:

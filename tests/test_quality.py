@@ -169,6 +169,9 @@ def test_phi_guard_passes_clean_text_and_names_table_and_column_of_a_leak(home):
 
 
 def test_phi_guard_matches_whole_words_only(home):
-    bronze_patient(home, family="Lin", given="Ann")  # "Ann" is under MIN_LENGTH? no: 3
+    bronze_patient(home, family="Lin", given="Ann")  # short names, still scanned
+    # ...but only as whole words: "Linear" and "annual" are not the patient.
     write("silver.document", [dict(document_id="d1", text="Linear opacities; annual review.")])
     assert phi.scan(chunks=False)[0] == []
+    write("silver.document", [dict(document_id="d1", text="Seen: ann lin.")])
+    assert [(l.kind, l.rows) for l in phi.scan(chunks=False)[0]] == [("name", 1)]
