@@ -38,6 +38,8 @@ def cmd_run(args) -> int:
     quarantined = ", ".join(f"{m}: {n}" for m, n in report.quarantined.items()) or "none"
     print(f"\nQuarantined (bronze.quarantine): {quarantined}")
     print(f"Dagster run {report.run_id}; dbt output in {report.log_path}")
+    for w in report.warnings:
+        print(f"Warning: {w}; see its metadata in the Dagster UI or gold.dq_results.")
     if not report.success:
         print("\nThe run did not finish cleanly:", file=sys.stderr)
         for f in report.failures:

@@ -19,6 +19,7 @@ class RunReport:
     success: bool
     run_id: str
     failures: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
     log_path: str = ""
     tables: dict[str, dict] = field(default_factory=dict)
     quarantined: dict[str, int] = field(default_factory=dict)
@@ -58,17 +59,21 @@ def run(show_progress: bool = True) -> RunReport:
             progress.close()
     failures = [f"{e.step_key}: {e.event_specific_data.error.message.strip()}"
                 for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
-    failures += [f"check {e.event_specific_data.asset_key.to_user_string()}:"
-                 f"{e.event_specific_data.check_name} failed"
-                 for e in result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"
-                 and not e.event_specific_data.passed]
+    failed_checks = [e.event_specific_data for e in result.all_events
+                     if e.event_type_value == "ASSET_CHECK_EVALUATION"
+                     and not e.event_specific_data.passed]
+    # A check of severity WARN reports (a stale feed, drifting counts); only ERROR fails.
+    warnings = [f"check {c.asset_key.to_user_string()}:{c.check_name} warns"
+                for c in failed_checks if c.severity == dg.AssetCheckSeverity.WARN]
+    failures += [f"check {c.asset_key.to_user_string()}:{c.check_name} failed"
+                 for c in failed_checks if c.severity != dg.AssetCheckSeverity.WARN]
     after = summarize()
     for table, stats in after["tables"].items():
         old = before["tables"].get(table, {"rows": 0})
         stats["change"] = stats["rows"] - old["rows"]
     after["chunks_change"] = after["chunks"] - before["chunks"]
     return RunReport(success=result.success and not failures, run_id=result.run_id,
-                     failures=failures, log_path=str(log_path), **after)
+                     failures=failures, warnings=warnings, log_path=str(log_path), **after)
 
 
 def summarize() -> dict:
