@@ -135,7 +135,9 @@ def run_suite(table: str, engine: str | None = None, run_id: str = "adhoc",
         rows = con.execute(f"SELECT count(*) FROM {scan}").fetchall()[0][0]
         engine = engine or ENGINE
         if engine == "auto":
-            engine = "duckdb" if rows > PANDAS_MAX_ROWS else "pandas"
+            # A suite using a GX type with no SQL form here stays on GX, whatever its size.
+            sql_ok = all(e.type in rules.RULES or e.type in rules.BUILT_IN_SQL for e in suite)
+            engine = "duckdb" if rows > PANDAS_MAX_ROWS and sql_ok else "pandas"
         if engine not in ("pandas", "duckdb"):
             raise ValueError(f"engine {engine!r}: use 'pandas', 'duckdb' or 'auto'.")
         gx_results = (_run_gx(table, suite, con.sql(f"SELECT * FROM {scan}").df(), docs)

@@ -175,3 +175,15 @@ def test_phi_guard_matches_whole_words_only(home):
     assert phi.scan(chunks=False)[0] == []
     write("silver.document", [dict(document_id="d1", text="Seen: ann lin.")])
     assert [(l.kind, l.rows) for l in phi.scan(chunks=False)[0]] == [("name", 1)]
+
+
+def test_auto_engine_goes_to_duckdb_only_when_large_and_expressible(home, monkeypatch):
+    import quality.gx_runner as runner
+
+    patients(home)
+    write("silver.document", documents())
+    monkeypatch.setattr(runner, "PANDAS_MAX_ROWS", 2)
+    assert run_suite("silver.document", engine="auto", docs=False, record=False).engine == "duckdb"
+    odd = [Expectation("ExpectColumnValueLengthsToBeBetween", {"column": "text", "min_value": 1}, "warn")]
+    r = run_suite("silver.document", engine="auto", docs=False, record=False, suite=odd)
+    assert r.engine == "pandas" and r.success
