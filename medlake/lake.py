@@ -91,13 +91,14 @@ def read(table: str, sql: str = "SELECT * FROM t", params: list | None = None,
         con.close()
 
 
-def ensure(table: str, schema: pa.Schema) -> DeltaTable:
-    """Create an empty table with `schema` if it does not exist yet."""
+def ensure(table: str, schema: pa.Schema, partition_by: list[str] | None = None) -> DeltaTable:
+    """Create an empty table with `schema` (partitioned by `partition_by`, e.g. chromosome,
+    so a MERGE touches only the partitions its rows belong to) if it does not exist yet."""
     dt = open_table(table)
     if dt is not None:
         return dt
     try:
-        write_deltalake(uri(table), schema.empty_table(), mode="error")
+        write_deltalake(uri(table), schema.empty_table(), mode="error", partition_by=partition_by)
     except Exception:
         # Another writer created it between our check and our write: use theirs.
         pass
@@ -143,6 +144,17 @@ def merge(table: str, data: pa.Table, keys: list[str], update_when: str | None =
             time.sleep(0.2 * 2 ** attempt)
             dt = DeltaTable(uri(table))
     raise AssertionError("unreachable")
+
+
+def delete(table: str, predicate: str) -> int:
+    """Delete the rows matching `predicate` (SQL over the table's columns); returns how
+    many. Deleting nothing commits nothing."""
+    dt = open_table(table)
+    if dt is None:
+        return 0
+    if not read(table, f"SELECT 1 FROM t WHERE {predicate} LIMIT 1").num_rows:
+        return 0
+    return dt.delete(predicate).get("num_deleted_rows", 0)
 
 
 def fingerprint(con: duckdb.DuckDBPyConnection, relation_sql: str) -> str:
