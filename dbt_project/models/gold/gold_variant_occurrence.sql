@@ -19,8 +19,7 @@ select
     v.consequence as variant_feature,
     v.impact,
     v.clinical_significance,
-    v.clinical_significance in ('Pathogenic', 'Likely_pathogenic', 'Pathogenic/Likely_pathogenic')
-        as is_pathogenic,
+    v.is_pathogenic,
     g.zygosity as genotype,
     g.alt_allele_count,
     g.read_depth as variant_read_depth,

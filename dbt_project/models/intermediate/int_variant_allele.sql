@@ -102,6 +102,9 @@ select
     p.af,
     coalesce(p.site_gene, an.annotation_gene) as gene,
     replace(p.clinical_significance, ' ', '_') as clinical_significance,
+    -- ClinVar writes combined calls with '/' or '|' (Pathogenic/Likely_pathogenic).
+    coalesce(list_has_any(string_split_regex(p.clinical_significance, '[/|]'),
+                          ['Pathogenic', 'Likely_pathogenic']), false) as is_pathogenic,
     an.consequence,
     an.impact,
     an.transcript,
