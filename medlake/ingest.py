@@ -10,8 +10,10 @@ A parser may also yield a file's rows in pieces (a generator of `Parsed`), so a 
 larger than memory streams through: rows are merged whenever `FLUSH_ROWS` are buffered.
 If a piece turns out fatal after earlier pieces were merged, the rows that file wrote
 (its `source_sha256`) are deleted again before the file is quarantined: a bad file
-never stays half-landed. A run killed before that delete leaves the file unlogged, so
-the next run parses it again, meets the same error and deletes them then.
+never stays half-landed. Earlier files' buffered rows are merged before such a file's
+own, so on a key both carry the stored row is the earlier file's and that delete never
+takes another file's row with it. A run killed before the delete leaves the file
+unlogged, so the next run parses it again, meets the same error and deletes them then.
 """
 from __future__ import annotations
 
@@ -200,18 +202,20 @@ class _Buffer:
             for name in self.tables:
                 lake.delete(name, f"source_sha256 = '{digest}'")
 
-    def flush(self) -> None:
+    def flush(self, but: str | None = None) -> None:
+        """MERGE the buffered rows, except those of file `but` when given."""
         for name, pending in self.tables.items():
-            if not pending:
+            now_, later = [p for p in pending if p[0] != but], [p for p in pending if p[0] == but]
+            self.tables[name] = later
+            if not now_:
                 continue
             spec = self.specs[name]
             order = "last_updated" if "last_updated" in spec.schema.names else None
-            rows = _dedupe(pa.concat_tables(t for _, t in pending), spec.keys, order)
+            rows = _dedupe(pa.concat_tables(t for _, t in now_), spec.keys, order)
             result = lake.merge(name, rows, spec.keys, spec.update_when)
             self.summary.rows[name] = self.summary.rows.get(name, 0) + result.inserted + result.updated
-            self.flushed.update(d for d, _ in pending)
-            self.tables[name] = []
-        self.size = 0
+            self.flushed.update(d for d, _ in now_)
+        self.size = sum(t.num_rows for pending in self.tables.values() for _, t in pending)
 
 
 def _ingest_chunk(modality: Modality, chunk: list[tuple[Path, str]], batch_id: str,
@@ -231,6 +235,7 @@ def _ingest_chunk(modality: Modality, chunk: list[tuple[Path, str]], batch_id: s
             for table, table_rows in parsed.rows.items():
                 n += buffer.add(table, table_rows, digest, provenance)
             if buffer.size >= FLUSH_ROWS:
+                buffer.flush(but=digest)  # earlier files first (module docstring)
                 buffer.flush()
         if fatal:
             buffer.discard(digest)

@@ -52,7 +52,13 @@ def scan_sql(dt: DeltaTable) -> str:
     """A DuckDB table expression for the table's current files (empty tables too)."""
     files = dt.file_uris()
     if files:
-        return f"read_parquet({files!r}, union_by_name=true)"
+        # Delta keeps partition values in the paths (`chrom=1/`), not in the files: read
+        # them back with the table's types, not DuckDB's guesses (`1` is not a BIGINT).
+        parts = dt.metadata().partition_columns
+        schema = arrow_schema(dt)
+        hive = ", ".join(f"'{c}': '{_duck_type(schema.field(c).type)}'" for c in parts)
+        extra = f", hive_partitioning=true, hive_types={{{hive}}}" if parts else ""
+        return f"read_parquet({files!r}, union_by_name=true{extra})"
     cols = ", ".join(
         f'NULL::{_duck_type(f.type)} AS "{f.name}"' for f in arrow_schema(dt)
     )

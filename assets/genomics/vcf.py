@@ -269,10 +269,12 @@ def _annotations(record, vid: str, formats: list[AnnotationFormat]) -> list[dict
     return rows
 
 
-def stream_vcf(path: Path, batch_genotypes: int = BATCH_GENOTYPES,
-               batch_sites: int = BATCH_SITES) -> Iterator[Parsed]:
+def stream_vcf(path: Path, batch_genotypes: int | None = None,
+               batch_sites: int | None = None) -> Iterator[Parsed]:
     """The file's rows in pieces of about `batch_genotypes` genotypes (or `batch_sites`
-    sites); a fatal problem is the last piece."""
+    sites; the module's defaults when not given); a fatal problem is the last piece."""
+    batch_genotypes = batch_genotypes or BATCH_GENOTYPES
+    batch_sites = batch_sites or BATCH_SITES
     try:
         vcf = cyvcf2.VCF(str(path))
     except Exception as e:
@@ -296,7 +298,7 @@ def stream_vcf(path: Path, batch_genotypes: int = BATCH_GENOTYPES,
                 sites, annotations = [], []
                 genotypes.clear()
     except Exception as e:
-        yield Parsed(problems=[Problem(_record_error(path, n + 1, e))], fatal=True)
+        yield Parsed(problems=[Problem(_record_error(path, n + 1, len(vcf.samples), e))], fatal=True)
         return
     finally:
         vcf.close()
@@ -311,7 +313,7 @@ def _piece(sites: list[dict], annotations: list[dict], genotypes: _GenotypeBatch
     return Parsed(rows=rows)
 
 
-def _record_error(path: Path, number: int, error: Exception) -> str:
+def _record_error(path: Path, number: int, samples: int, error: Exception) -> str:
     """One sentence naming the line of the `number`-th record and what is wrong with it.
     htslib only says that it failed, so look at the line ourselves."""
     line_no, line = _data_line(path, number)
@@ -325,6 +327,8 @@ def _record_error(path: Path, number: int, error: Exception) -> str:
         why = f"has POS {cols[1]!r}, which is not a positive whole number"
     elif not cols[3] or cols[3] == ".":
         why = "has no REF allele"
+    elif samples and len(cols) != 9 + samples:
+        why = f"has {max(len(cols) - 9, 0)} sample columns where the header names {samples} samples"
     else:
         why = f"was rejected by htslib ({error})"
     return f"{where} {why}; fix or remove that line and drop the file again."
