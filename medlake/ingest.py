@@ -118,7 +118,7 @@ def ingested_hashes(modality: str) -> set[str]:
 def _dedupe(rows: pa.Table, keys: list[str], order: str | None) -> pa.Table:
     """One row per key within a batch (MERGE needs unique source keys): the latest by
     `order` when given, else the last seen."""
-    if rows.num_rows < 2:
+    if rows.num_rows < 2 or _unique(rows, keys):
         return rows
     if order:  # a stable sort, nulls (unknown) first: ties keep their arrival order
         rows = rows.take(pc.sort_indices(rows, [(order, "ascending", "at_start")]))
@@ -154,6 +154,13 @@ def ingest(modality: Modality, root: Path, batch_id: str, *, chunk_files: int = 
         if progress:
             progress(min(start + chunk_files, len(todo)), len(todo))
     return summary
+
+
+def _unique(rows: pa.Table, keys: list[str]) -> bool:
+    """Whether the keys are already unique (the usual case; cheaper than grouping)."""
+    key = rows.column(keys[0]) if len(keys) == 1 else pc.binary_join_element_wise(
+        *[pc.cast(rows.column(k), pa.string()) for k in keys], "\x1f")
+    return pc.count_distinct(key, mode="all").as_py() == rows.num_rows
 
 
 def _pieces(parse: Callable, path: Path) -> Iterator[Parsed]:

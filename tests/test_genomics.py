@@ -233,3 +233,25 @@ def test_snpeff_eff_annotations_land_structured(home, shared, tmp_path, name):
     rows = got.to_pylist()
     assert rows and all(r["source"] == "EFF" and r["consequence"] and r["impact"] for r in rows)
     assert sum(1 for r in rows if r["transcript"] and r["transcript"].startswith("ENST")) > len(rows) / 2
+
+
+def test_genotype_text_allele_indexes_and_depths_round_trip(home, tmp_path):
+    d = tmp_path / "in"
+    d.mkdir()
+    calls = ["0/1:7:3,4", "1|0:9:5,4", "./.:.:.", "2:12:0,1,11", "0/0/1:30:20,10,0", ".|1:5:.,5"]
+    header = ["##fileformat=VCFv4.3", "##contig=<ID=chrX,length=1000000>",
+              '##FORMAT=<ID=GT,Number=1,Type=String,Description="Genotype">',
+              '##FORMAT=<ID=DP,Number=1,Type=Integer,Description="Depth">',
+              '##FORMAT=<ID=AD,Number=R,Type=Integer,Description="Allelic depths">',
+              "\t".join(["#CHROM", "POS", "ID", "REF", "ALT", "QUAL", "FILTER", "INFO", "FORMAT",
+                         *[f"S{i}" for i in range(len(calls))]])]
+    line = "\t".join(["chrX", "10", ".", "A", "G,T", "50", "PASS", ".", "GT:DP:AD", *calls])
+    (d / "x.vcf").write_text("\n".join(header + [line]) + "\n")
+    ingest(VCF, d, "b")
+    got = {r["sample_id"]: r for r in lake.read("bronze.vcf_genotypes").to_pylist()}
+    assert [got[f"S{i}"]["gt"] for i in range(len(calls))] == [c.split(":")[0] for c in calls]
+    assert got["S2"]["alleles"] == [None, None] and got["S2"]["dp"] is None
+    assert got["S3"]["alleles"] == [2] and got["S3"]["ad"] == [0, 1, 11]
+    assert got["S4"]["alleles"] == [0, 0, 1] and got["S4"]["alt_count"] == 1
+    assert got["S1"]["phased"] and not got["S0"]["phased"]
+    assert got["S5"]["ad"] == [None, 5]

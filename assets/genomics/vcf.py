@@ -141,6 +141,27 @@ def gt_text(alleles: np.ndarray, phased: bool) -> str | None:
     return ("|" if phased else "/").join(kept) if kept else None
 
 
+# A call as one integer: allele indexes (+2, so padding is 0 and missing is 1) as base-64
+# digits, first allele lowest, times two plus the phase bit. -1 means no GT at all.
+def _gt_codes(alleles: np.ndarray, phased: np.ndarray) -> np.ndarray:
+    digits = np.clip(alleles.astype(np.int64) + 2, 0, 63)
+    code = np.zeros(len(alleles), np.int64)
+    for j in range(digits.shape[1] - 1, -1, -1):
+        code = code * 64 + digits[:, j]
+    return code * 2 + phased
+
+
+def _gt_from_code(code: int) -> str | None:
+    if code < 0:
+        return None
+    phased, code = code & 1, code >> 1
+    alleles = []
+    while code:
+        code, digit = divmod(code, 64)
+        alleles.append(digit - 2)
+    return gt_text(np.array(alleles), bool(phased))
+
+
 def _int_lists(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """A (samples, k) integer matrix → (flat values, per-row lengths, null mask), dropping
     htslib's vector-end padding and marking its missing values null."""
@@ -182,15 +203,12 @@ class _GenotypeBatch:
         if "GT" in record.FORMAT:
             g = record.genotype.array()
             alleles, phased = g[:, :-1], g[:, -1].astype(bool)
-            # A site has few distinct calls (0/0, 0/1, ...): format each once.
-            uniq, inverse = np.unique(g, axis=0, return_inverse=True)
-            texts = np.array([gt_text(u[:-1], bool(u[-1])) for u in uniq], dtype=object)
-            self.gts.append(texts[inverse.ravel()])
+            self.gts.append(_gt_codes(alleles, phased))
             self.phased.append(phased)
             self.alt_counts.append((alleles > 0).sum(axis=1))
             self.allele_parts.append(_int_lists(alleles))
         else:
-            self.gts.append(np.full(n, None, dtype=object))
+            self.gts.append(np.full(n, -1, np.int64))
             self.phased.append(np.zeros(n, bool))
             self.alt_counts.append(np.zeros(n, np.int64))
             self.allele_parts.append((np.zeros(0, np.int64), np.zeros(n, np.int64), np.zeros(0, bool)))
@@ -202,6 +220,14 @@ class _GenotypeBatch:
         self.vids.append(vid)
         self.chroms.append(record.CHROM)
         self.size += n
+
+    def gt_texts(self) -> pa.Array:
+        """GT text for the batch: a cohort has few distinct calls (0/0, 0|1, ./.), so each
+        distinct call is formatted once and the rest is a lookup."""
+        codes = np.concatenate(self.gts)
+        uniq, inverse = np.unique(codes, return_inverse=True)
+        texts = np.array([_gt_from_code(int(c)) for c in uniq], dtype=object)
+        return pa.array(texts[inverse], pa.string())
 
     def table(self) -> pa.Table:
         n, sites = len(self.samples), len(self.vids)
@@ -226,7 +252,7 @@ class _GenotypeBatch:
             "sample_id": pa.array(np.tile(self.samples, sites), pa.string()),
             "variant_id": pa.array(np.repeat(np.array(self.vids, dtype=object), n), pa.string()),
             "chrom": pa.array(np.repeat(np.array(self.chroms, dtype=object), n), pa.string()),
-            "gt": pa.array(np.concatenate(self.gts), pa.string()),
+            "gt": self.gt_texts(),
             "alleles": lists(self.allele_parts),
             "phased": pa.array(np.concatenate(self.phased)),
             "alt_count": pa.array(np.concatenate(self.alt_counts).astype(np.int64)),

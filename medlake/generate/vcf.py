@@ -423,3 +423,19 @@ def write_vcf(vcf_dir: Path, rng: random.Random, patients: list[m.Patient]) -> t
     (vcf_dir / "sample_manifest.csv").write_text(manifest, encoding="ascii", newline="")
     paths = [path, vcf_dir / "panel.snpeff.vcf", vcf_dir / "rerun.vcf"]
     return paths, len(variants) + len(panel), len(sampled)
+
+
+def write_cohort_scale_vcf(path: Path, samples: int, sites: int, seed: int = 0) -> Path:
+    """A bgzipped cohort VCF of `samples` x `sites` with the same kinds of variants and
+    calls as the sample data (for benchmarks: sizes the patient generator cannot reach)."""
+    rng = random.Random(seed)
+    used: set = set()
+    variants = sorted((_synthetic(rng, used) for _ in range(sites)),
+                      key=lambda v: (_chrom_order(v.chrom), v.pos))
+    names = [f"S{i:06d}" for i in range(samples)]
+    text = "\n".join(header_lines(names)) + "\n"
+    chunks = [text]
+    for v in variants:
+        chunks.append(record_line(v, [_call(rng, v, False) for _ in names]) + "\n")
+    path.write_bytes(bgzf_compress("".join(chunks).encode("ascii")))
+    return path
