@@ -137,7 +137,9 @@ def merge(table: str, data: pa.Table, keys: list[str], update_when: str | None =
     on = " AND ".join(f't."{k}" = s."{k}"' for k in keys)
     for attempt in range(retries):
         try:
-            m = dt.merge(data, predicate=on, source_alias="s", target_alias="t")
+            # Not streamed: delta-rs then derives partition and file pruning from the
+            # source's values, so a MERGE reads only the target files its keys can be in.
+            m = dt.merge(data, predicate=on, source_alias="s", target_alias="t", streamed_exec=False)
             if update_when:
                 m = m.when_matched_update_all(predicate=update_when)
             metrics = m.when_not_matched_insert_all().execute()
