@@ -255,3 +255,20 @@ def test_genotype_text_allele_indexes_and_depths_round_trip(home, tmp_path):
     assert got["S4"]["alleles"] == [0, 0, 1] and got["S4"]["alt_count"] == 1
     assert got["S1"]["phased"] and not got["S0"]["phased"]
     assert got["S5"]["ad"] == [None, 5]
+
+
+def test_bcf_lands_like_the_vcf_it_was_written_from(home, shared, tmp_path):
+    src = shared / "data" / "vcf" / "test.snpeff.vcf"
+    d = tmp_path / "in"
+    d.mkdir()
+    reader = cyvcf2.VCF(str(src))
+    writer = cyvcf2.Writer(str(d / "x.bcf"), reader, mode="wb")
+    for record in reader:
+        writer.write_record(record)
+    writer.close()
+    reader.close()
+    s = ingest(VCF, d, "b")
+    assert s.files_ingested == 1
+    sites, calls = _expected([src])
+    assert _count("bronze.vcf_variants") == len(sites) and _count("bronze.vcf_genotypes") == len(calls)
+    assert _count("bronze.vcf_annotations") > 0
