@@ -207,7 +207,8 @@ class _Buffer:
         self.size = sum(t.num_rows for pending in self.tables.values() for _, t in pending)
         if digest in self.flushed:
             for name in self.tables:
-                lake.delete(name, f"source_sha256 = '{digest}'")
+                deleted = lake.delete(name, f"source_sha256 = '{digest}'")
+                self.summary.rows[name] = self.summary.rows.get(name, 0) - deleted
 
     def flush(self, but: str | None = None) -> None:
         """MERGE the buffered rows, except those of file `but` when given."""

@@ -78,6 +78,8 @@ def _duck_type(t: pa.DataType) -> str:
         return "TIMESTAMPTZ" if t.tz else "TIMESTAMP"
     if pa.types.is_date(t):
         return "DATE"
+    if pa.types.is_list(t) or pa.types.is_large_list(t):
+        return f"{_duck_type(t.value_type)}[]"
     return "VARCHAR"
 
 

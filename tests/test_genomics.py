@@ -137,6 +137,7 @@ def test_bad_record_after_merged_pieces_quarantines_the_whole_file(home, tmp_pat
     monkeypatch.setattr(engine, "FLUSH_ROWS", 20)
     s = ingest(VCF, d, "b")
     assert s.files_quarantined == 1 and s.files_ingested == 1
+    assert s.rows["bronze.vcf_genotypes"] == 4  # net of the bad file's deleted rows
     # Nothing of the bad file is left half-landed; the good file is whole.
     bad_uri = (d / "late-error.vcf").resolve().as_uri()
     for table in ("bronze.vcf_variants", "bronze.vcf_genotypes"):
