@@ -5,6 +5,15 @@ module finds new files, hashes them, writes the rows with idempotent MERGEs, sen
 input to `bronze.quarantine`, and only then records each file in `bronze.ingest_log`.
 Because the log is written last, a run killed half-way re-processes the unfinished
 files next time, and the MERGEs make that re-processing harmless.
+
+A parser may also yield a file's rows in pieces (a generator of `Parsed`), so a file
+larger than memory streams through: rows are merged whenever `FLUSH_ROWS` are buffered.
+If a piece turns out fatal after earlier pieces were merged, the rows that file wrote
+(its `source_sha256`) are deleted again before the file is quarantined: a bad file
+never stays half-landed. Earlier files' buffered rows are merged before such a file's
+own, so on a key both carry the stored row is the earlier file's and that delete never
+takes another file's row with it. A run killed before the delete leaves the file
+unlogged, so the next run parses it again, meets the same error and deletes them then.
 """
 from __future__ import annotations
 
@@ -12,14 +21,16 @@ import hashlib
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from medlake import lake
 
 QUARANTINE = "bronze.quarantine"
 INGEST_LOG = "bronze.ingest_log"
+FLUSH_ROWS = 200_000  # rows buffered before a MERGE: bounds memory for streamed files
 
 QUARANTINE_SCHEMA = pa.schema([
     ("source_uri", pa.string()), ("source_sha256", pa.string()), ("modality", pa.string()),
@@ -44,7 +55,8 @@ class Problem:
 
 @dataclass
 class Parsed:
-    rows: dict[str, list[dict]] = field(default_factory=dict)  # table -> rows
+    # table -> rows, as dicts or as an Arrow table (provenance columns are added here)
+    rows: dict[str, list[dict] | pa.Table] = field(default_factory=dict)
     problems: list[Problem] = field(default_factory=list)
     fatal: bool = False  # the whole file is unusable
 
@@ -56,6 +68,7 @@ class TableSpec:
     keys: list[str]
     update_when: str | None = None  # when a newer row replaces the stored one
     description: str = ""
+    partition_by: list[str] | None = None
 
 
 @dataclass
@@ -63,7 +76,7 @@ class Modality:
     name: str
     patterns: list[str]
     tables: list[TableSpec]
-    parse: Callable[[Path], Parsed]
+    parse: Callable[[Path], Parsed | Iterator[Parsed]]  # one Parsed, or a file in pieces
 
 
 @dataclass
@@ -102,19 +115,17 @@ def ingested_hashes(modality: str) -> set[str]:
     return set(got.column(0).to_pylist()) if got.num_columns else set()
 
 
-_EPOCH = datetime.min.replace(tzinfo=timezone.utc)
-
-
-def _dedupe(rows: list[dict], keys: list[str], order: str | None) -> list[dict]:
+def _dedupe(rows: pa.Table, keys: list[str], order: str | None) -> pa.Table:
     """One row per key within a batch (MERGE needs unique source keys): the latest by
     `order` when given, else the last seen."""
-    best: dict[tuple, dict] = {}
-    for row in rows:
-        k = tuple(row[c] for c in keys)
-        old = best.get(k)
-        if old is None or not order or (row.get(order) or _EPOCH) >= (old.get(order) or _EPOCH):
-            best[k] = row
-    return list(best.values())
+    if rows.num_rows < 2 or _unique(rows, keys):
+        return rows
+    if order:  # a stable sort, nulls (unknown) first: ties keep their arrival order
+        rows = rows.take(pc.sort_indices(rows, [(order, "ascending", "at_start")]))
+    last = (rows.select(keys).append_column("_i", pa.array(range(rows.num_rows), pa.int64()))
+            .group_by(keys, use_threads=False).aggregate([("_i", "max")]))
+    keep = last.column("_i_max")
+    return rows.take(pc.take(keep, pc.sort_indices(keep)))  # in arrival order
 
 
 def ingest(modality: Modality, root: Path, batch_id: str, *, chunk_files: int = 200,
@@ -122,7 +133,7 @@ def ingest(modality: Modality, root: Path, batch_id: str, *, chunk_files: int = 
     """Ingest every new file under `root` that matches the modality's patterns."""
     summary = IngestSummary(modality.name)
     for spec in modality.tables:
-        lake.ensure(spec.name, spec.schema)
+        lake.ensure(spec.name, spec.schema, spec.partition_by)
     lake.ensure(QUARANTINE, QUARANTINE_SCHEMA)
     lake.ensure(INGEST_LOG, LOG_SCHEMA)
 
@@ -145,50 +156,117 @@ def ingest(modality: Modality, root: Path, batch_id: str, *, chunk_files: int = 
     return summary
 
 
+def _unique(rows: pa.Table, keys: list[str]) -> bool:
+    """Whether the keys are already unique (the usual case; cheaper than grouping)."""
+    key = rows.column(keys[0]) if len(keys) == 1 else pc.binary_join_element_wise(
+        *[pc.cast(rows.column(k), pa.string()) for k in keys], "\x1f")
+    return pc.count_distinct(key, mode="all").as_py() == rows.num_rows
+
+
+def _pieces(parse: Callable, path: Path) -> Iterator[Parsed]:
+    """The parser's output as pieces; a parser error, even mid-file, becomes a fatal one."""
+    try:
+        out = parse(path)
+        if isinstance(out, Parsed):
+            yield out
+        else:
+            yield from out
+    except Exception as e:  # a parser bug must not take the batch down with it
+        yield Parsed(problems=[Problem(f"Could not be read ({type(e).__name__}: {e}).")],
+                     fatal=True)
+
+
+class _Buffer:
+    """Rows waiting for a MERGE, per table, tagged with the file they came from."""
+
+    def __init__(self, modality: Modality, summary: IngestSummary):
+        self.specs = {spec.name: spec for spec in modality.tables}
+        self.summary = summary
+        self.tables: dict[str, list[tuple[str, pa.Table]]] = {name: [] for name in self.specs}
+        self.size = 0
+        self.flushed: set[str] = set()  # files with rows already merged
+
+    def add(self, table: str, rows: list[dict] | pa.Table, digest: str, provenance: dict) -> int:
+        spec = self.specs[table]
+        if not isinstance(rows, pa.Table):
+            rows = pa.Table.from_pylist(rows, spec.schema)
+        for name, value in provenance.items():
+            column = pa.repeat(pa.scalar(value, spec.schema.field(name).type), rows.num_rows)
+            if name in rows.column_names:
+                rows = rows.set_column(rows.column_names.index(name), name, column)
+            else:
+                rows = rows.append_column(name, column)
+        self.tables[table].append((digest, rows.select(spec.schema.names).cast(spec.schema)))
+        self.size += rows.num_rows
+        return rows.num_rows
+
+    def discard(self, digest: str) -> None:
+        """Forget a file's rows: drop the buffered ones, delete the merged ones."""
+        for name, pending in self.tables.items():
+            self.tables[name] = [(d, t) for d, t in pending if d != digest]
+        self.size = sum(t.num_rows for pending in self.tables.values() for _, t in pending)
+        if digest in self.flushed:
+            for name in self.tables:
+                deleted = lake.delete(name, f"source_sha256 = '{digest}'")
+                self.summary.rows[name] = self.summary.rows.get(name, 0) - deleted
+
+    def flush(self, but: str | None = None) -> None:
+        """MERGE the buffered rows, except those of file `but` when given."""
+        for name, pending in self.tables.items():
+            now_, later = [p for p in pending if p[0] != but], [p for p in pending if p[0] == but]
+            self.tables[name] = later
+            if not now_:
+                continue
+            spec = self.specs[name]
+            order = "last_updated" if "last_updated" in spec.schema.names else None
+            rows = _dedupe(pa.concat_tables(t for _, t in now_), spec.keys, order)
+            result = lake.merge(name, rows, spec.keys, spec.update_when)
+            self.summary.rows[name] = self.summary.rows.get(name, 0) + result.inserted + result.updated
+            self.flushed.update(d for d, _ in now_)
+        self.size = sum(t.num_rows for pending in self.tables.values() for _, t in pending)
+
+
 def _ingest_chunk(modality: Modality, chunk: list[tuple[Path, str]], batch_id: str,
                   summary: IngestSummary) -> None:
     at = now()
-    rows: dict[str, list[dict]] = {spec.name: [] for spec in modality.tables}
+    buffer = _Buffer(modality, summary)
     quarantine, ledger = [], []
     for path, digest in chunk:
         uri = path.resolve().as_uri()
-        try:
-            parsed = modality.parse(path)
-        except Exception as e:  # a parser bug must not take the batch down with it
-            parsed = Parsed(problems=[Problem(f"Could not be read ({type(e).__name__}: {e}).")],
-                            fatal=True)
-        n = 0
-        if not parsed.fatal:
+        provenance = dict(source_uri=uri, source_sha256=digest, batch_id=batch_id, ingested_at=at)
+        n, problems, fatal = 0, [], False
+        for parsed in _pieces(modality.parse, path):
+            problems += parsed.problems
+            if parsed.fatal:
+                fatal = True
+                break
             for table, table_rows in parsed.rows.items():
-                for r in table_rows:
-                    r.update(source_uri=uri, source_sha256=digest, batch_id=batch_id,
-                             ingested_at=at)
-                rows[table].extend(table_rows)
-                n += len(table_rows)
-        for p in parsed.problems:
+                n += buffer.add(table, table_rows, digest, provenance)
+            if buffer.size >= FLUSH_ROWS:
+                buffer.flush(but=digest)  # earlier files first (module docstring)
+                buffer.flush()
+        if fatal:
+            buffer.discard(digest)
+            n = 0
+        for p in problems:
             quarantine.append(dict(source_uri=uri + p.where, source_sha256=digest,
                                    modality=modality.name, error=p.error, detected_at=at,
                                    batch_id=batch_id))
-        summary.problems += len(parsed.problems)
-        status = "quarantined" if parsed.fatal else ("partial" if parsed.problems else "ingested")
-        if parsed.fatal:
+        summary.problems += len(problems)
+        status = "quarantined" if fatal else ("partial" if problems else "ingested")
+        if fatal:
             summary.files_quarantined += 1
         else:
             summary.files_ingested += 1
         ledger.append(dict(source_uri=uri, source_sha256=digest, modality=modality.name,
-                           status=status, rows=n, problems=len(parsed.problems),
+                           status=status, rows=n, problems=len(problems),
                            size_bytes=path.stat().st_size, batch_id=batch_id, ingested_at=at))
 
-    for spec in modality.tables:
-        order = "last_updated" if "last_updated" in spec.schema.names else None
-        table_rows = _dedupe(rows[spec.name], spec.keys, order)
-        result = lake.merge(spec.name, pa.Table.from_pylist(table_rows, spec.schema),
-                            spec.keys, spec.update_when)
-        summary.rows[spec.name] = summary.rows.get(spec.name, 0) + result.inserted + result.updated
+    buffer.flush()
     if quarantine:
-        lake.merge(QUARANTINE, pa.Table.from_pylist(
-            _dedupe(quarantine, ["source_uri", "source_sha256"], None), QUARANTINE_SCHEMA),
-            ["source_uri", "source_sha256"])
+        lake.merge(QUARANTINE, _dedupe(pa.Table.from_pylist(quarantine, QUARANTINE_SCHEMA),
+                                       ["source_uri", "source_sha256"], None),
+                   ["source_uri", "source_sha256"])
     # Last: only now are these files done. See the module docstring.
     lake.merge(INGEST_LOG, pa.Table.from_pylist(ledger, LOG_SCHEMA),
                ["source_uri", "source_sha256"])

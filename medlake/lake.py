@@ -52,7 +52,13 @@ def scan_sql(dt: DeltaTable) -> str:
     """A DuckDB table expression for the table's current files (empty tables too)."""
     files = dt.file_uris()
     if files:
-        return f"read_parquet({files!r}, union_by_name=true)"
+        # Delta keeps partition values in the paths (`chrom=1/`), not in the files: read
+        # them back with the table's types, not DuckDB's guesses (`1` is not a BIGINT).
+        parts = dt.metadata().partition_columns
+        schema = arrow_schema(dt)
+        hive = ", ".join(f"'{c}': '{_duck_type(schema.field(c).type)}'" for c in parts)
+        extra = f", hive_partitioning=true, hive_types={{{hive}}}" if parts else ""
+        return f"read_parquet({files!r}, union_by_name=true{extra})"
     cols = ", ".join(
         f'NULL::{_duck_type(f.type)} AS "{f.name}"' for f in arrow_schema(dt)
     )
@@ -72,6 +78,8 @@ def _duck_type(t: pa.DataType) -> str:
         return "TIMESTAMPTZ" if t.tz else "TIMESTAMP"
     if pa.types.is_date(t):
         return "DATE"
+    if pa.types.is_list(t) or pa.types.is_large_list(t):
+        return f"{_duck_type(t.value_type)}[]"
     return "VARCHAR"
 
 
@@ -91,13 +99,14 @@ def read(table: str, sql: str = "SELECT * FROM t", params: list | None = None,
         con.close()
 
 
-def ensure(table: str, schema: pa.Schema) -> DeltaTable:
-    """Create an empty table with `schema` if it does not exist yet."""
+def ensure(table: str, schema: pa.Schema, partition_by: list[str] | None = None) -> DeltaTable:
+    """Create an empty table with `schema` (partitioned by `partition_by`, e.g. chromosome,
+    so a MERGE touches only the partitions its rows belong to) if it does not exist yet."""
     dt = open_table(table)
     if dt is not None:
         return dt
     try:
-        write_deltalake(uri(table), schema.empty_table(), mode="error")
+        write_deltalake(uri(table), schema.empty_table(), mode="error", partition_by=partition_by)
     except Exception:
         # Another writer created it between our check and our write: use theirs.
         pass
@@ -130,7 +139,9 @@ def merge(table: str, data: pa.Table, keys: list[str], update_when: str | None =
     on = " AND ".join(f't."{k}" = s."{k}"' for k in keys)
     for attempt in range(retries):
         try:
-            m = dt.merge(data, predicate=on, source_alias="s", target_alias="t")
+            # Not streamed: delta-rs then derives partition and file pruning from the
+            # source's values, so a MERGE reads only the target files its keys can be in.
+            m = dt.merge(data, predicate=on, source_alias="s", target_alias="t", streamed_exec=False)
             if update_when:
                 m = m.when_matched_update_all(predicate=update_when)
             metrics = m.when_not_matched_insert_all().execute()
@@ -143,6 +154,17 @@ def merge(table: str, data: pa.Table, keys: list[str], update_when: str | None =
             time.sleep(0.2 * 2 ** attempt)
             dt = DeltaTable(uri(table))
     raise AssertionError("unreachable")
+
+
+def delete(table: str, predicate: str) -> int:
+    """Delete the rows matching `predicate` (SQL over the table's columns); returns how
+    many. Deleting nothing commits nothing."""
+    dt = open_table(table)
+    if dt is None:
+        return 0
+    if not read(table, f"SELECT 1 FROM t WHERE {predicate} LIMIT 1").num_rows:
+        return 0
+    return dt.delete(predicate).get("num_deleted_rows", 0)
 
 
 def fingerprint(con: duckdb.DuckDBPyConnection, relation_sql: str) -> str:

@@ -11,7 +11,9 @@ from medlake.config import get_settings
 JOB = "refresh_all"
 LAKE_TABLES = ["bronze.fhir_resources", "bronze.dicom_instances", "bronze.vcf_variants",
                "bronze.vcf_genotypes", "bronze.vcf_samples", "bronze.quarantine",
-               "silver.patient", "silver.document", "gold.patient_360"]
+               "silver.patient", "silver.document", "gold.patient_360",
+               "bronze.vcf_annotations", "silver.variant", "silver.genotype",
+               "gold.variant_occurrence"]
 
 
 @dataclass

@@ -21,7 +21,8 @@ asset_keys = [k for a in assets for k in a.keys]
 defs = dg.Definitions(
     assets=assets,
     asset_checks=[*gx_checks_for(asset_keys),
-                  phi_guard([k for k in asset_keys if k.path[0] in ("silver", "gold")])],
+                  phi_guard([k for k in asset_keys if k.path[0] in ("silver", "gold")]),
+                  genomics.samples_linked],
     jobs=[refresh_all],
     resources=resources(),
     # Used only when a run's config names it (the CLI does); the UI keeps its defaults.

@@ -103,7 +103,7 @@ def test_result_and_progress(run, bundles):
     assert result.dicom_files == len(dcm)
     assert result.imaging_studies == result.fhir_resources.get("ImagingStudy", 0)
     assert result.notes == result.fhir_resources["DocumentReference"]
-    assert result.vcf_files == 1 and 40 <= result.variants <= 80
+    assert result.vcf_files == 3 and 44 <= result.variants <= 84  # cohort + 4-site panel
     assert len(result.bad_files) == 6 and all(p.exists() for p in result.bad_files)
 
 
@@ -219,7 +219,13 @@ def test_vcf_reads_with_cyvcf2_and_matches_manifest(run, bundles):
     mrns = {_mrn(p) for p in _resources(bundles, "Patient")}
     assert {row["mrn"] for row in manifest} <= mrns
     records = list(reader)
-    assert len(records) == run[1].variants
+    panel = cyvcf2.VCF(str(landing / "vcf" / "panel.snpeff.vcf"))
+    assert panel.samples == reader.samples and "ANN" in panel.raw_header
+    assert panel.raw_header.startswith("##fileformat=VCFv4.3")
+    panel_records = list(panel)
+    assert any(len(r.ALT) == 3 for r in panel_records)
+    assert len(records) + len(panel_records) == run[1].variants
+    assert list(cyvcf2.VCF(str(landing / "vcf" / "rerun.vcf"))) == []
     assert any(len(r.ALT) > 1 for r in records)
     assert any(len(r.REF) != len(r.ALT[0]) for r in records)
     assert "CSQ" in reader.raw_header and "Ensembl VEP" in reader.raw_header

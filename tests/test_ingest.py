@@ -4,12 +4,10 @@ import json
 import shutil
 from pathlib import Path
 
-import cyvcf2
 import orjson
 import pytest
 
 from assets.ehr.fhir import FHIR
-from assets.genomics.vcf import VCF
 from assets.imaging.dicom import DICOM
 from medlake import lake
 from medlake.ingest import ingest
@@ -97,25 +95,6 @@ def test_newer_resource_replaces_older_but_not_the_reverse(home, tmp_path):
     ingest(FHIR, drop("v3", "2024-03-01T00:00:00Z", "cancelled"), "b3")
     row = lake.read("bronze.fhir_resources").to_pylist()[0]
     assert json.loads(row["resource"])["status"] == "cancelled" and row["batch_id"] == "b3"
-
-
-def test_every_shared_vcf_lands_or_is_quarantined_with_counts_matching_cyvcf2(home, shared):
-    src = shared / "data" / "vcf"
-    files = sorted(p for p in src.iterdir() if p.name.endswith((".vcf", ".vcf.gz")))
-    s = ingest(VCF, src, "b")
-    assert s.files_ingested + s.files_quarantined == len(files)
-    quarantined = {r["source_uri"] for r in lake.read("bronze.quarantine").to_pylist()}
-    assert all(len(r["error"]) > 20 for r in lake.read("bronze.quarantine").to_pylist())
-    expected_genotypes = 0
-    for f in files:
-        if f.resolve().as_uri() in quarantined:
-            continue
-        vcf = cyvcf2.VCF(str(f))
-        expected_genotypes += sum(len(vcf.samples) for _ in vcf)
-    # Genotype keys are (sample, variant): count distinct to compare with the table.
-    got = lake.read("bronze.vcf_genotypes", "SELECT count(*) FROM t").column(0)[0].as_py()
-    assert 0 < got <= expected_genotypes
-    assert src.joinpath("empty.vcf").resolve().as_uri() in quarantined
 
 
 def test_pydicom_corpus_every_file_accounted_for(home):

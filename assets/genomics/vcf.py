@@ -1,15 +1,22 @@
-"""VCF files and their sample manifests → `bronze.vcf_variants`, `bronze.vcf_genotypes`
-and `bronze.vcf_samples`.
+"""VCF/BCF files and their sample manifests → `bronze.vcf_variants`,
+`bronze.vcf_genotypes`, `bronze.vcf_annotations` and `bronze.vcf_samples`.
 
-htslib (through cyvcf2) does the parsing; a record htslib rejects quarantines the whole
-file with the record number, because a VCF with a hole in it would mislead anyone
-counting carriers.
+htslib (through cyvcf2) does the parsing. A file is streamed: every `BATCH_GENOTYPES`
+genotypes (or `BATCH_SITES` sites for a file without samples) become one piece of Arrow
+columns that the ingest engine merges, so memory stays bounded whatever the file size.
+Genotypes are decoded as numpy arrays per site, not as Python lists per sample.
+
+A record htslib rejects quarantines the whole file, naming the line and what is wrong
+with it (the engine deletes whatever of the file had already landed), because a VCF
+with a hole in it would mislead anyone counting carriers.
 """
 from __future__ import annotations
 
 import csv
+import gzip
 import io
 import math
+from collections.abc import Iterator
 from pathlib import Path
 
 import cyvcf2
@@ -17,10 +24,15 @@ import numpy as np
 import orjson
 import pyarrow as pa
 
+from assets.genomics.annotations import AnnotationFormat, header_formats
 from medlake.ingest import Modality, Parsed, Problem, TableSpec
+
+BATCH_GENOTYPES = 50_000
+BATCH_SITES = 10_000
 
 _PROVENANCE = [("source_uri", pa.string()), ("source_sha256", pa.string()),
                ("batch_id", pa.string()), ("ingested_at", pa.timestamp("us", tz="UTC"))]
+_INTS = pa.list_(pa.int64())
 
 VARIANTS = TableSpec(
     name="bronze.vcf_variants",
@@ -28,25 +40,46 @@ VARIANTS = TableSpec(
         ("variant_id", pa.string()), ("chrom", pa.string()), ("pos", pa.int64()),
         ("ref", pa.string()), ("alt", pa.string()), ("id", pa.string()),
         ("qual", pa.float64()), ("filters", pa.string()), ("info", pa.string()),
+        ("af", pa.list_(pa.float64())), ("dp", pa.int64()),
         ("clnsig", pa.string()), ("gene", pa.string()), ("csq", pa.string()),
         *_PROVENANCE,
     ]),
-    keys=["variant_id"],
+    keys=["chrom", "variant_id"],  # chrom is implied by variant_id; it lets MERGE prune
+    partition_by=["chrom"],
     description=(
-        "Variant sites from `landing/vcf/` (VCF 4.x, plain or bgzipped), one row per "
-        "chrom:pos:ref:alt, with INFO as JSON, ClinVar CLNSIG and the raw VEP/snpEff "
-        "annotation. A file htslib cannot parse is quarantined whole."),
+        "Variant sites from `landing/vcf/` (VCF 4.1–4.3 plain or bgzipped, BCF), one row "
+        "per chrom:pos:ref:alt, with INFO as JSON, typed AF/DP, ClinVar CLNSIG, gene and "
+        "the raw VEP/snpEff annotation. Partitioned by chromosome. A file htslib cannot "
+        "parse is quarantined whole."),
 )
 GENOTYPES = TableSpec(
     name="bronze.vcf_genotypes",
     schema=pa.schema([
-        ("sample_id", pa.string()), ("variant_id", pa.string()), ("gt", pa.string()),
-        ("phased", pa.bool_()), ("alt_count", pa.int64()), ("dp", pa.int64()),
-        ("gq", pa.int64()), *_PROVENANCE,
+        ("sample_id", pa.string()), ("variant_id", pa.string()), ("chrom", pa.string()),
+        ("gt", pa.string()), ("alleles", _INTS), ("phased", pa.bool_()),
+        ("alt_count", pa.int64()), ("dp", pa.int64()), ("gq", pa.int64()), ("ad", _INTS),
+        *_PROVENANCE,
     ]),
-    keys=["sample_id", "variant_id"],
-    description="Genotype calls in long form, one row per (sample_id, variant_id), with "
-                "GT text, phasing, alt allele count, DP and GQ.",
+    keys=["chrom", "sample_id", "variant_id"],
+    partition_by=["chrom"],
+    description="Genotype calls in long form, one row per (sample_id, variant_id): GT text, "
+                "allele indexes (null = missing), phasing, alt allele count, DP, GQ, AD. "
+                "Partitioned by chromosome.",
+)
+ANNOTATIONS = TableSpec(
+    name="bronze.vcf_annotations",
+    schema=pa.schema([
+        ("variant_id", pa.string()), ("chrom", pa.string()), ("source", pa.string()),
+        ("n", pa.int64()), ("allele", pa.string()), ("consequence", pa.string()),
+        ("impact", pa.string()), ("gene", pa.string()), ("gene_id", pa.string()),
+        ("transcript", pa.string()), ("biotype", pa.string()), ("hgvs_c", pa.string()),
+        ("hgvs_p", pa.string()), ("fields", pa.string()), *_PROVENANCE,
+    ]),
+    keys=["chrom", "variant_id", "source", "n"],
+    partition_by=["chrom"],
+    description="VEP CSQ and snpEff ANN/EFF annotations, one row per (variant, source, "
+                "n-th annotation), with the field order read from each file's header: "
+                "allele, consequence, impact, gene, transcript, HGVS c./p.",
 )
 SAMPLES = TableSpec(
     name="bronze.vcf_samples",
@@ -56,6 +89,9 @@ SAMPLES = TableSpec(
     description="Sample manifest (CSV in `landing/vcf/`): sequencing sample id → patient "
                 "MRN, which links genotypes to person_key. Holds identifiers.",
 )
+
+# htslib's int32 sentinels for a missing value and for the end of a shorter vector
+_MISSING, _END = -2147483648, -2147483647
 
 
 def variant_id(chrom: str, pos: int, ref: str, alt: list[str]) -> str:
@@ -75,71 +111,321 @@ def _plain(value):
     return value
 
 
-def _gt_text(alleles: list[int], phased: bool) -> str:
-    return ("|" if phased else "/").join("." if a < 0 else str(a) for a in alleles)
+def _text(value) -> str | None:
+    if isinstance(value, list):
+        return ",".join(str(v) for v in value) if value else None
+    return None if value is None else str(value)
 
 
-def _format_ints(record, key: str, n: int) -> list[int | None]:
-    """One integer per sample for a FORMAT key; missing or non-numeric values → None."""
+def _floats(value) -> list[float] | None:
+    values = value if isinstance(value, list) else [value]
     try:
-        values = record.format(key)
-    except KeyError:
-        values = None
-    if values is None or values.dtype.kind not in "iuf":
-        return [None] * n
-    first = values.reshape(n, -1)[:, 0] if values.size else []
-    out = []
-    for v in first:
-        ok = not (isinstance(v, float) and math.isnan(v)) and -2**31 < v
-        out.append(int(v) if ok and v >= 0 else None)
-    return out
+        return [None if v is None else float(v) for v in values] if value is not None else None
+    except (TypeError, ValueError):
+        return None
 
 
-def parse_vcf(path: Path) -> Parsed:
+def _int(value) -> int | None:
+    try:
+        return int(value) if value is not None and not isinstance(value, list) else None
+    except (TypeError, ValueError):
+        return None
+
+
+# ------------------------------------------------------------------ genotypes
+
+
+def gt_text(alleles: np.ndarray, phased: bool) -> str | None:
+    """VCF GT text of one call's allele indexes (-1 missing, -2 padding)."""
+    kept = [("." if a == -1 else str(a)) for a in alleles if a != -2]
+    return ("|" if phased else "/").join(kept) if kept else None
+
+
+# A call as one integer: allele indexes (+2, so padding is 0 and missing is 1) as base-64
+# digits, first allele lowest, times two plus the phase bit. -1 means no GT at all.
+def _gt_codes(alleles: np.ndarray, phased: np.ndarray) -> np.ndarray:
+    digits = np.clip(alleles.astype(np.int64) + 2, 0, 63)
+    code = np.zeros(len(alleles), np.int64)
+    for j in range(digits.shape[1] - 1, -1, -1):
+        code = code * 64 + digits[:, j]
+    return code * 2 + phased
+
+
+def _gt_from_code(code: int) -> str | None:
+    if code < 0:
+        return None
+    phased, code = code & 1, code >> 1
+    alleles = []
+    while code:
+        code, digit = divmod(code, 64)
+        alleles.append(digit - 2)
+    return gt_text(np.array(alleles), bool(phased))
+
+
+def _int_lists(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A (samples, k) integer matrix → (flat values, per-row lengths, null mask), dropping
+    htslib's vector-end padding and marking its missing values null."""
+    keep = (values != -2) & (values != _END) if values.dtype.kind == "i" else np.ones_like(values, bool)
+    flat = values[keep].astype(np.int64)
+    return flat, keep.sum(axis=1), (flat == -1) | (flat == _MISSING)
+
+
+def _format_matrix(record, key: str, n: int) -> np.ndarray | None:
+    """A FORMAT field as an int matrix (samples, k); strings holding numbers are converted."""
+    if key not in record.FORMAT:
+        return None
+    values = record.format(key)
+    if values is None:
+        return None
+    if values.dtype.kind in "US":
+        values = np.array([[int(x) if str(x).lstrip("-").isdigit() else _MISSING
+                            for x in str(v if values.dtype.kind == "U" else v.decode()).split(",")][:1]
+                           for v in values.reshape(n, -1)[:, 0]])
+    if values.dtype.kind == "f":
+        values = np.where(np.isnan(values), _MISSING, values).astype(np.int64)
+    return values.reshape(n, -1)
+
+
+class _GenotypeBatch:
+    """Per-site numpy pieces, turned into Arrow columns once per batch."""
+
+    def __init__(self, samples: list[str]):
+        self.samples = np.array(samples, dtype=object)
+        self.clear()
+
+    def clear(self) -> None:
+        self.vids, self.chroms, self.gts, self.phased, self.alt_counts = [], [], [], [], []
+        self.allele_parts, self.dp, self.gq, self.ad_parts = [], [], [], []
+        self.size = 0
+
+    def add(self, record, vid: str) -> None:
+        n = len(self.samples)
+        if "GT" in record.FORMAT:
+            g = record.genotype.array()
+            alleles, phased = g[:, :-1], g[:, -1].astype(bool)
+            self.gts.append(_gt_codes(alleles, phased))
+            self.phased.append(phased)
+            self.alt_counts.append((alleles > 0).sum(axis=1))
+            self.allele_parts.append(_int_lists(alleles))
+        else:
+            self.gts.append(np.full(n, -1, np.int64))
+            self.phased.append(np.zeros(n, bool))
+            self.alt_counts.append(np.zeros(n, np.int64))
+            self.allele_parts.append((np.zeros(0, np.int64), np.zeros(n, np.int64), np.zeros(0, bool)))
+        for key, out in (("DP", self.dp), ("GQ", self.gq)):
+            m = _format_matrix(record, key, n)
+            out.append(np.full(n, _MISSING, np.int64) if m is None else m[:, 0].astype(np.int64))
+        ad = _format_matrix(record, "AD", n)
+        self.ad_parts.append(_int_lists(ad) if ad is not None else None)
+        self.vids.append(vid)
+        self.chroms.append(record.CHROM)
+        self.size += n
+
+    def gt_texts(self) -> pa.Array:
+        """GT text for the batch: a cohort has few distinct calls (0/0, 0|1, ./.), so each
+        distinct call is formatted once and the rest is a lookup."""
+        codes = np.concatenate(self.gts)
+        uniq, inverse = np.unique(codes, return_inverse=True)
+        texts = np.array([_gt_from_code(int(c)) for c in uniq], dtype=object)
+        return pa.array(texts[inverse], pa.string())
+
+    def table(self) -> pa.Table:
+        n, sites = len(self.samples), len(self.vids)
+
+        def ints(parts):
+            return pa.array(np.concatenate(parts), pa.int64(),
+                            mask=np.concatenate(parts) < 0)
+
+        def lists(parts):
+            parts = [p if p is not None else (np.zeros(0, np.int64), np.zeros(n, np.int64),
+                                              np.zeros(0, bool)) for p in parts]
+            lengths = np.concatenate([p[1] for p in parts])
+            offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int32)
+            values = pa.array(np.concatenate([p[0] for p in parts]), pa.int64(),
+                              mask=np.concatenate([p[2] for p in parts]))
+            arr = pa.ListArray.from_arrays(pa.array(offsets), values)
+            # A call with no values at all (no GT, no AD) is null, not an empty list.
+            return pa.ListArray.from_arrays(pa.array(offsets), values,
+                                            mask=pa.array(lengths == 0)) if (lengths == 0).any() else arr
+
+        return pa.table({
+            "sample_id": pa.array(np.tile(self.samples, sites), pa.string()),
+            "variant_id": pa.array(np.repeat(np.array(self.vids, dtype=object), n), pa.string()),
+            "chrom": pa.array(np.repeat(np.array(self.chroms, dtype=object), n), pa.string()),
+            "gt": self.gt_texts(),
+            "alleles": lists(self.allele_parts),
+            "phased": pa.array(np.concatenate(self.phased)),
+            "alt_count": pa.array(np.concatenate(self.alt_counts).astype(np.int64)),
+            "dp": ints(self.dp), "gq": ints(self.gq),
+            "ad": lists(self.ad_parts),
+        })
+
+
+# ------------------------------------------------------------------ the file
+
+
+def _header_infos(vcf) -> dict[str, str]:
+    return {h["ID"]: h.info().get("Description", "") for h in vcf.header_iter()
+            if h.type == "INFO"}
+
+
+def _site(record, vid: str) -> dict:
+    info = {k: _plain(v) for k, v in record.INFO}
+    gene = info.get("GENEINFO")
+    return dict(
+        variant_id=vid, chrom=record.CHROM, pos=record.POS, ref=record.REF,
+        alt=",".join(record.ALT), id=record.ID,
+        qual=None if record.QUAL is None else float(record.QUAL),
+        filters=record.FILTER or "PASS", info=orjson.dumps(info).decode(),
+        af=_floats(info.get("AF")), dp=_int(info.get("DP")),
+        clnsig=_text(info.get("CLNSIG")),
+        gene=str(gene).split(":")[0] if gene else None,
+        csq=_text(info.get("CSQ")) or _text(info.get("ANN")) or _text(info.get("EFF")),
+    )
+
+
+def _annotations(record, vid: str, formats: list[AnnotationFormat]) -> list[dict]:
+    rows = []
+    for fmt in formats:
+        value = record.INFO.get(fmt.key)
+        if value:
+            for row in fmt.parse(value):
+                row.update(variant_id=vid, chrom=record.CHROM)
+                rows.append(row)
+    return rows
+
+
+def stream_vcf(path: Path, batch_genotypes: int | None = None,
+               batch_sites: int | None = None) -> Iterator[Parsed]:
+    """The file's rows in pieces of about `batch_genotypes` genotypes (or `batch_sites`
+    sites; the module's defaults when not given); a fatal problem is the last piece."""
+    batch_genotypes = batch_genotypes or BATCH_GENOTYPES
+    batch_sites = batch_sites or BATCH_SITES
     try:
         vcf = cyvcf2.VCF(str(path))
     except Exception as e:
-        return Parsed(problems=[Problem(f"VCF header could not be parsed ({e}); "
-                                        "check the ## meta lines and the #CHROM line.")], fatal=True)
-    variants, genotypes = [], []
-    samples = list(vcf.samples)
+        yield Parsed(problems=[Problem(_header_error(path, e))], fatal=True)
+        return
+    formats = header_formats(_header_infos(vcf))
+    genotypes = _GenotypeBatch(list(vcf.samples))
+    sites, annotations = [], []
     n = 0
     try:
         for record in vcf:
             n += 1
             vid = variant_id(record.CHROM, record.POS, record.REF, record.ALT)
-            info = {k: _plain(v) for k, v in record.INFO}
-            gene = info.get("GENEINFO")
-            variants.append(dict(
-                variant_id=vid, chrom=record.CHROM, pos=record.POS, ref=record.REF,
-                alt=",".join(record.ALT), id=record.ID,
-                qual=None if record.QUAL is None else float(record.QUAL),
-                filters=record.FILTER or "PASS", info=orjson.dumps(info).decode(),
-                clnsig=_first(info.get("CLNSIG")),
-                gene=str(gene).split(":")[0] if gene else None,
-                csq=_first(info.get("CSQ")) or _first(info.get("ANN")),
-            ))
-            if samples:
-                dp = _format_ints(record, "DP", len(samples))
-                gq = _format_ints(record, "GQ", len(samples))
-                for i, (sample, call) in enumerate(zip(samples, record.genotypes)):
-                    alleles, phased = [int(a) for a in call[:-1]], bool(call[-1])
-                    genotypes.append(dict(
-                        sample_id=sample, variant_id=vid, gt=_gt_text(alleles, phased),
-                        phased=phased, alt_count=sum(1 for a in alleles if a > 0),
-                        dp=dp[i], gq=gq[i]))
+            site = _site(record, vid)
+            annotations += _annotations(record, vid, formats)
+            if genotypes.samples.size:
+                genotypes.add(record, vid)
+            sites.append(site)
+            if genotypes.size >= batch_genotypes or len(sites) >= batch_sites:
+                yield _piece(sites, annotations, genotypes)
+                sites, annotations = [], []
+                genotypes.clear()
     except Exception as e:
-        return Parsed(problems=[Problem(f"VCF record {n + 1} (after {n} good records) could not "
-                                        f"be parsed ({e}); fix or remove that line.")], fatal=True)
+        yield Parsed(problems=[Problem(_record_error(path, n + 1, len(vcf.samples), e))], fatal=True)
+        return
     finally:
         vcf.close()
-    return Parsed(rows={VARIANTS.name: variants, GENOTYPES.name: genotypes})
+    if sites:
+        yield _piece(sites, annotations, genotypes)
 
 
-def _first(value):
-    if isinstance(value, list):
-        return ",".join(str(v) for v in value) if value else None
-    return None if value is None else str(value)
+def _piece(sites: list[dict], annotations: list[dict], genotypes: _GenotypeBatch) -> Parsed:
+    rows = {VARIANTS.name: sites, ANNOTATIONS.name: annotations}
+    if genotypes.size:
+        rows[GENOTYPES.name] = genotypes.table()
+    return Parsed(rows=rows)
+
+
+def _record_error(path: Path, number: int, samples: int, error: Exception) -> str:
+    """One sentence naming the line of the `number`-th record and what is wrong with it.
+    htslib only says that it failed, so look at the line ourselves."""
+    line_no, line = _data_line(path, number)
+    where = f"Line {line_no} (record {number})" if line_no else f"Record {number}"
+    cols = line.rstrip("\n").split("\t") if line is not None else []
+    if line is None:
+        why = f"could not be read ({error})"
+    elif len(cols) < 8:
+        why = f"has {len(cols)} tab-separated columns where a VCF record needs at least 8"
+    elif not cols[1].isdigit():
+        why = f"has POS {cols[1]!r}, which is not a positive whole number"
+    elif not cols[3] or cols[3] == ".":
+        why = "has no REF allele"
+    elif samples and len(cols) != 9 + samples:
+        why = f"has {max(len(cols) - 9, 0)} sample columns where the header names {samples} samples"
+    else:
+        why = f"was rejected by htslib ({error})"
+    return f"{where} {why}; fix or remove that line and drop the file again."
+
+
+_MANDATORY = ["#CHROM", "POS", "ID", "REF", "ALT", "QUAL", "FILTER", "INFO"]
+
+
+def _header_error(path: Path, error: Exception) -> str:
+    """One sentence naming the header line htslib refused and what is wrong with it."""
+    lines = _header_lines(path)
+    if not lines:
+        return "The file is empty or not VCF/BCF; a VCF starts with a ##fileformat=VCFv4.x line."
+    if not lines[0].startswith("##fileformat=VCF"):
+        return (f"Line 1 is {lines[0].strip()[:40]!r}, not ##fileformat=VCFv4.x; the file is not a VCF "
+                "or its header is missing.")
+    for no, line in enumerate(lines, start=1):
+        if line.startswith("##"):
+            if "=" not in line:
+                return f"Header line {no} has no key=value; fix the meta line."
+            continue
+        if line.startswith("#"):
+            cols = line.rstrip("\n").split("\t")
+            if cols[:8] != _MANDATORY:
+                return (f"Header line {no} (#CHROM) has columns {cols[:8]}, not the 8 "
+                        "mandatory VCF columns in order; fix the column names.")
+            if len(cols) > 9 and any(not c.strip() for c in cols[9:]):
+                return (f"Header line {no} (#CHROM) has an empty sample name (a trailing "
+                        "tab?); remove it or name the sample.")
+            break
+        return f"Line {no} is a data line before any #CHROM header line; add the header."
+    return f"The VCF header could not be parsed ({error}); check the ## meta lines and the #CHROM line."
+
+
+def _open_text(path: Path):
+    with open(path, "rb") as f:
+        gz = f.read(2) == b"\x1f\x8b"
+    return gzip.open(path, "rt", errors="replace") if gz else open(path, errors="replace")
+
+
+def _header_lines(path: Path) -> list[str]:
+    """The header lines of a plain or gzipped VCF and the first line after them (empty
+    when unreadable)."""
+    out = []
+    try:
+        with _open_text(path) as f:
+            for line in f:
+                out.append(line)
+                if not line.startswith("#"):
+                    break
+    except (OSError, EOFError, UnicodeDecodeError):
+        pass
+    return out
+
+
+def _data_line(path: Path, number: int) -> tuple[int | None, str | None]:
+    try:
+        with _open_text(path) as f:
+            seen = 0
+            for line_no, line in enumerate(f, start=1):
+                if line.startswith("#") or not line.strip():
+                    continue
+                seen += 1
+                if seen == number:
+                    return line_no, line
+    except (OSError, EOFError):
+        pass
+    return None, None
+
+
+# ------------------------------------------------------------------ the manifest
 
 
 def parse_manifest(path: Path) -> Parsed:
@@ -158,11 +444,11 @@ def parse_manifest(path: Path) -> Parsed:
     return out
 
 
-def parse(path: Path) -> Parsed:
+def parse(path: Path) -> Parsed | Iterator[Parsed]:
     if path.suffix.lower() == ".csv":
         return parse_manifest(path)
-    return parse_vcf(path)
+    return stream_vcf(path)
 
 
-VCF = Modality(name="vcf", patterns=["**/*.vcf", "**/*.vcf.gz", "**/*.csv"],
-               tables=[VARIANTS, GENOTYPES, SAMPLES], parse=parse)
+VCF = Modality(name="vcf", patterns=["**/*.vcf", "**/*.vcf.gz", "**/*.bcf", "**/*.csv"],
+               tables=[VARIANTS, GENOTYPES, ANNOTATIONS, SAMPLES], parse=parse)

@@ -56,7 +56,8 @@ def generate(landing: Path, patients: int, seed: int = 42, bad_files: bool = Fal
       fhir/bulk/<ResourceType>.ndjson      with ndjson=True *instead of* the bundles, so the
                                            same resources never land twice in two forms;
       dicom/<StudyUID>/<SeriesUID>/<SOPUID>.dcm
-      vcf/cohort.vcf.gz, vcf/sample_manifest.csv (sample_id,mrn)
+      vcf/cohort.vcf.gz (VEP), vcf/panel.snpeff.vcf (snpEff, VCF 4.3), vcf/rerun.vcf (header only),
+      vcf/sample_manifest.csv (sample_id,mrn)
       with bad_files=True: fhir/bad-*.json, dicom/bad/*.dcm, vcf/bad-malformed.vcf
 
     `progress(n)` is called after each patient with n = patients completed so far.
@@ -83,8 +84,9 @@ def generate(landing: Path, patients: int, seed: int = 42, bad_files: bool = Fal
             progress(i)
     if bulk:
         result.fhir_files = len(bulk.write())
-    _, result.variants, result.samples = write_vcf(landing / "vcf", random.Random(rng.getrandbits(64)), cohort)
-    result.vcf_files = 1
+    vcf_paths, result.variants, result.samples = write_vcf(landing / "vcf", random.Random(rng.getrandbits(64)),
+                                                           cohort)
+    result.vcf_files = len(vcf_paths)
     result.patients = len(cohort)
     if bad_files:
         result.bad_files = write_bad_files(landing, random.Random(rng.getrandbits(64)), fake, staff)

@@ -24,6 +24,10 @@ from medlake.generate import model as m
 BGZF_BLOCK = 65280  # htslib's maximum uncompressed block size
 BGZF_EOF = bytes.fromhex("1f8b08040000000000ff0600424302001b0003000000000000000000")
 CSQ_FORMAT = "Allele|Consequence|IMPACT|SYMBOL|Gene|Feature_type|Feature|BIOTYPE|HGVSc|HGVSp"
+# snpEff's ANN header text; its field order differs from VEP's, as in real files
+ANN_FORMAT = ("Allele | Annotation | Annotation_Impact | Gene_Name | Gene_ID | Feature_Type | "
+              "Feature_ID | Transcript_BioType | Rank | HGVS.c | HGVS.p | cDNA.pos / cDNA.length | "
+              "CDS.pos / CDS.length | AA.pos / AA.length | Distance | ERRORS / WARNINGS / INFO")
 CLNSIG_VALUES = ("Pathogenic", "Likely_pathogenic", "Uncertain_significance", "Likely_benign", "Benign")
 
 # GRCh38 contig lengths for the chromosomes used
@@ -259,8 +263,9 @@ def _depths(rng: random.Random, dp: int, alleles: list[int], n_alleles: int) -> 
 # -------------------------------------------------------------------- output
 
 
-def _info(v: Variant, calls: list[str]) -> str:
-    """INFO: DP and AF from the cohort's calls, ClinVar significance, gene and CSQ."""
+def _info(v: Variant, calls: list[str], annotation: str = "CSQ") -> str:
+    """INFO: DP and AF from the cohort's calls, ClinVar significance, gene and VEP CSQ
+    (or snpEff ANN)."""
     counts = [0] * (len(v.alts) + 1)
     depth = 0
     for call in calls:
@@ -273,6 +278,10 @@ def _info(v: Variant, calls: list[str]) -> str:
     called = sum(counts)
     afs = ",".join(_num(counts[k] / called if called else 0.0) for k in range(1, len(counts)))
     _, _, _, entrez, ensg, enst = GENES[v.gene]
+    if annotation == "ANN":
+        ann = ",".join(f"{alt}|{c}|{IMPACT[c]}|{v.gene}|{ensg}|transcript|{enst}|protein_coding|"
+                       f"{1 + v.pos % 20}/21|{hc}|{hp}||||||" for alt, (c, hc, hp) in zip(v.alts, v.consequences))
+        return f"DP={depth};AF={afs};CLNSIG={','.join(v.clnsig)};GENEINFO={v.gene}:{entrez};ANN={ann}"
     csq = ",".join(f"{_csq_allele(v.ref, alt)}|{c}|{IMPACT[c]}|{v.gene}|{ensg}|Transcript|{enst}|protein_coding|"
                    f"{enst}:{hc}|{hp}" for alt, (c, hc, hp) in zip(v.alts, v.consequences))
     return f"DP={depth};AF={afs};CLNSIG={','.join(v.clnsig)};GENEINFO={v.gene}:{entrez};CSQ={csq}"
@@ -292,9 +301,13 @@ def _csq_allele(ref: str, alt: str) -> str:
     return alt
 
 
-def header_lines(samples: list[str]) -> list[str]:
-    """VCF 4.2 meta-information and the #CHROM line."""
-    lines = ["##fileformat=VCFv4.2", "##fileDate=20260101", "##source=medlake-generate", "##reference=GRCh38"]
+def header_lines(samples: list[str], annotation: str = "CSQ", version: str = "4.2") -> list[str]:
+    """VCF meta-information and the #CHROM line."""
+    described = (f'##INFO=<ID=ANN,Number=.,Type=String,Description="Functional annotations: \'{ANN_FORMAT}\' ">'
+                 if annotation == "ANN" else
+                 f'##INFO=<ID=CSQ,Number=.,Type=String,Description="Consequence annotations from Ensembl VEP. '
+                 f'Format: {CSQ_FORMAT}">')
+    lines = [f"##fileformat=VCFv{version}", "##fileDate=20260101", "##source=medlake-generate", "##reference=GRCh38"]
     lines += [f"##contig=<ID={c},length={n},assembly=GRCh38>" for c, n in
               sorted(CONTIGS.items(), key=lambda kv: _chrom_order(kv[0]))]
     lines += [
@@ -303,8 +316,7 @@ def header_lines(samples: list[str]) -> list[str]:
         '##INFO=<ID=CLNSIG,Number=.,Type=String,Description="Clinical significance for this single variant '
         '(ClinVar): Pathogenic, Likely_pathogenic, Uncertain_significance, Likely_benign, Benign">',
         '##INFO=<ID=GENEINFO,Number=1,Type=String,Description="Gene symbol and NCBI Gene ID, SYMBOL:GENEID">',
-        f'##INFO=<ID=CSQ,Number=.,Type=String,Description="Consequence annotations from Ensembl VEP. '
-        f'Format: {CSQ_FORMAT}">',
+        described,
         '##FILTER=<ID=LowQual,Description="Low quality (QUAL < 30)">',
         '##FORMAT=<ID=GT,Number=1,Type=String,Description="Genotype">',
         '##FORMAT=<ID=DP,Number=1,Type=Integer,Description="Read depth">',
@@ -316,22 +328,59 @@ def header_lines(samples: list[str]) -> list[str]:
     return lines
 
 
-def record_line(v: Variant, calls: list[str]) -> str:
+def record_line(v: Variant, calls: list[str], annotation: str = "CSQ") -> str:
     """One data line."""
-    cols = [v.chrom, str(v.pos), v.rsid, v.ref, ",".join(v.alts), f"{v.qual:.1f}", v.filter, _info(v, calls)]
+    cols = [v.chrom, str(v.pos), v.rsid, v.ref, ",".join(v.alts), f"{v.qual:.1f}", v.filter,
+            _info(v, calls, annotation)]
     if calls:
         cols += ["GT:DP:GQ:AD"] + calls
     return "\t".join(cols)
 
 
-def render_vcf(rng: random.Random, patients: list[m.Patient]) -> tuple[str, int]:
-    """The whole VCF text for the patients that have a sample id; returns (text, n_variants)."""
+def render_vcf(rng: random.Random, patients: list[m.Patient]) -> tuple[str, list[Variant]]:
+    """The whole VCF text for the patients that have a sample id; returns (text, variants)."""
     sampled = [p for p in patients if p.sample_id]
     variants = make_variants(rng)
     rows = make_genotypes(rng, variants, [p.has("breast_cancer") for p in sampled])
     lines = header_lines([p.sample_id for p in sampled])
     lines += [record_line(v, row) for v, row in zip(variants, rows)]
-    return "\n".join(lines) + "\n", len(variants)
+    return "\n".join(lines) + "\n", variants
+
+
+def panel_variants(rng: random.Random, used: set) -> list[Variant]:
+    """A follow-up gene panel: a tri-allelic SNV site, a padded multi-allelic indel site
+    (REF ATG, ALT A and ATGTG: the second allele trims to an insertion A>ATG), a padded MNP
+    (CAG>CTG trims to A>T one base on) and a pathogenic MLH1 frameshift."""
+    def at(gene):
+        return _free_pos(rng, gene, used)
+
+    n = rng.randint(100, 2000)
+    return sorted([
+        Variant("MLH1", at("MLH1"), ".", "C", ["T", "G", "A"],
+                ["Uncertain_significance", "Benign", "Likely_benign"],
+                [("missense_variant", f"c.{n}C>T", f"p.Arg{n // 3}Trp"),
+                 ("synonymous_variant", f"c.{n}C>G", ""), ("synonymous_variant", f"c.{n}C>A", "")],
+                [0.05, 0.1, 0.02], round(rng.uniform(200, 2000), 1)),
+        Variant("MSH2", at("MSH2"), ".", "ATG", ["A", "ATGTG"], ["Likely_benign", "Uncertain_significance"],
+                [("inframe_deletion", f"c.{n}_{n + 1}del", ""), ("intron_variant", f"c.{n}+12_{n}+13dup", "")],
+                [0.1, 0.04], round(rng.uniform(200, 2000), 1)),
+        Variant("APC", at("APC"), ".", "CAG", ["CTG"], ["Uncertain_significance"],
+                [("missense_variant", f"c.{n + 1}A>T", f"p.Gln{n // 3}Leu")], [0.03],
+                round(rng.uniform(200, 2000), 1)),
+        Variant("MLH1", at("MLH1"), ".", "AG", ["A"], ["Pathogenic"],
+                [("frameshift_variant", f"c.{n + 7}del", f"p.Gly{n // 3}fs")], [0.02],
+                round(rng.uniform(200, 2000), 1)),
+    ], key=lambda v: (_chrom_order(v.chrom), v.pos))
+
+
+def render_panel(rng: random.Random, patients: list[m.Patient], used: set) -> tuple[str, list[Variant]]:
+    """A VCF 4.3 file annotated by snpEff (ANN) for the same samples."""
+    sampled = [p for p in patients if p.sample_id]
+    variants = panel_variants(rng, used)
+    rows = [[_call(rng, v, False) for _ in sampled] for v in variants]
+    lines = header_lines([p.sample_id for p in sampled], annotation="ANN", version="4.3")
+    lines += [record_line(v, row, "ANN") for v, row in zip(variants, rows)]
+    return "\n".join(lines) + "\n", variants
 
 
 def bgzf_compress(data: bytes) -> bytes:
@@ -357,13 +406,36 @@ def _deflate(chunk: bytes, level: int) -> bytes:
     return c.compress(chunk) + c.flush()
 
 
-def write_vcf(vcf_dir: Path, rng: random.Random, patients: list[m.Patient]) -> tuple[Path, int, int]:
-    """Write cohort.vcf.gz and sample_manifest.csv; returns (vcf path, variants, samples)."""
+def write_vcf(vcf_dir: Path, rng: random.Random, patients: list[m.Patient]) -> tuple[list[Path], int, int]:
+    """Write cohort.vcf.gz (VEP CSQ), panel.snpeff.vcf (snpEff ANN, VCF 4.3), a header-only
+    rerun.vcf (a sequencing run that called nothing) and sample_manifest.csv; returns
+    (vcf paths, variant records across the files, samples)."""
     vcf_dir.mkdir(parents=True, exist_ok=True)
-    text, n_variants = render_vcf(rng, patients)
+    text, variants = render_vcf(rng, patients)
     path = vcf_dir / "cohort.vcf.gz"
     path.write_bytes(bgzf_compress(text.encode("ascii")))
+    panel_text, panel = render_panel(rng, patients, {(v.chrom, v.pos) for v in variants})
+    (vcf_dir / "panel.snpeff.vcf").write_text(panel_text, encoding="ascii", newline="\n")
     sampled = [p for p in patients if p.sample_id]
+    (vcf_dir / "rerun.vcf").write_text("\n".join(header_lines([p.sample_id for p in sampled])) + "\n",
+                                       encoding="ascii", newline="\n")
     manifest = "sample_id,mrn\n" + "".join(f"{p.sample_id},{p.mrn}\n" for p in sampled)
     (vcf_dir / "sample_manifest.csv").write_text(manifest, encoding="ascii", newline="")
-    return path, n_variants, len(sampled)
+    paths = [path, vcf_dir / "panel.snpeff.vcf", vcf_dir / "rerun.vcf"]
+    return paths, len(variants) + len(panel), len(sampled)
+
+
+def write_cohort_scale_vcf(path: Path, samples: int, sites: int, seed: int = 0) -> Path:
+    """A bgzipped cohort VCF of `samples` x `sites` with the same kinds of variants and
+    calls as the sample data (for benchmarks: sizes the patient generator cannot reach)."""
+    rng = random.Random(seed)
+    used: set = set()
+    variants = sorted((_synthetic(rng, used) for _ in range(sites)),
+                      key=lambda v: (_chrom_order(v.chrom), v.pos))
+    names = [f"S{i:06d}" for i in range(samples)]
+    text = "\n".join(header_lines(names)) + "\n"
+    chunks = [text]
+    for v in variants:
+        chunks.append(record_line(v, [_call(rng, v, False) for _ in names]) + "\n")
+    path.write_bytes(bgzf_compress("".join(chunks).encode("ascii")))
+    return path

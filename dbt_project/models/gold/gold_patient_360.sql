@@ -49,22 +49,17 @@ imaging as (
     select person_key(mrn) as person_key, * exclude (mrn) from imaging_by_mrn
 ),
 
-genomics_by_mrn as (
-    select
-        s.mrn,
-        count(distinct g.variant_id) filter (where g.alt_count > 0) as variants_carried,
-        list_sort(list_distinct(list(v.gene) filter (
-            where g.alt_count > 0 and v.clnsig in ('Pathogenic', 'Likely_pathogenic',
-                                                   'Pathogenic/Likely_pathogenic')
-        ))) as pathogenic_genes
-    from {{ source('bronze', 'vcf_samples') }} s
-    join {{ source('bronze', 'vcf_genotypes') }} g using (sample_id)
-    left join {{ source('bronze', 'vcf_variants') }} v using (variant_id)
-    group by 1
-),
-
+-- Genomics per person from silver (alleles split and trimmed, already keyed by person).
 genomics as (
-    select person_key(mrn) as person_key, * exclude (mrn) from genomics_by_mrn
+    select
+        g.person_key,
+        count(*) filter (where g.alt_allele_count > 0) as variants_carried,
+        count(*) filter (where g.alt_allele_count > 0 and v.is_pathogenic) as pathogenic_variants,
+        list_sort(list_distinct(list(v.gene) filter (where g.alt_allele_count > 0 and v.is_pathogenic)))
+            as pathogenic_genes
+    from {{ ref('silver_genotype') }} g
+    left join {{ ref('silver_variant') }} v using (variant_id)
+    group by 1
 )
 
 select
@@ -85,6 +80,7 @@ select
     {{ shifted_date('im.last_study_date_raw::varchar', 'coalesce(i.shift_days, 0)') }} as last_study_date,
     coalesce(g.variants_carried, 0) as variants_carried,
     coalesce(g.pathogenic_genes, []) as pathogenic_genes,
+    coalesce(g.pathogenic_variants, 0) as pathogenic_variants,
     (im.person_key is not null) as has_imaging,
     (g.person_key is not null) as has_genomics,
     -- Row provenance: the silver.patient row (and so the bronze Patient) this row is keyed on.

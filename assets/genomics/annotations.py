@@ -1,0 +1,89 @@
+"""VEP `CSQ`, snpEff `ANN` and classic snpEff `EFF` annotations → one structured row per
+(variant, annotation).
+
+The field order is read from each file's own header (`Description="... Format: A|B|C"`),
+never assumed, because VEP and snpEff runs differ in the fields they emit and their order.
+The names of both tools are mapped onto one set of columns.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import orjson
+
+# Our column ← the field names VEP, snpEff ANN and snpEff EFF use for it.
+COLUMNS = {
+    "allele": ("Allele", "ALLELE"),
+    "consequence": ("Consequence", "Annotation", "Effect"),
+    "impact": ("IMPACT", "Annotation_Impact", "Effect_Impact"),
+    "gene": ("SYMBOL", "Gene_Name"),
+    "gene_id": ("Gene", "Gene_ID"),
+    "transcript": ("Feature", "Feature_ID", "Transcript", "Transcript_ID"),
+    "biotype": ("BIOTYPE", "Transcript_BioType", "Gene_BioType"),
+    "hgvs_c": ("HGVSc", "HGVS.c", "Codon_Change"),
+    "hgvs_p": ("HGVSp", "HGVS.p", "Amino_Acid_change", "Amino_Acid_Change"),
+}
+KEYS = ("CSQ", "ANN", "EFF")
+
+
+@dataclass(frozen=True)
+class AnnotationFormat:
+    key: str  # the INFO key: CSQ, ANN or EFF
+    fields: tuple[str, ...]
+
+    def parse(self, value: str) -> list[dict]:
+        """One INFO value (comma-separated annotations) → rows with our columns plus
+        every field as JSON."""
+        rows = []
+        for n, entry in enumerate(_split_entries(value)):
+            if self.key == "EFF":  # Effect(Impact|Class|...)
+                effect, _, rest = entry.partition("(")
+                parts = [effect] + rest.rstrip(")").split("|")
+            else:
+                parts = entry.split("|")
+            fields = {name: (parts[i].strip() if i < len(parts) else "")
+                      for i, name in enumerate(self.fields)}
+            row = {col: next((fields[n_] for n_ in names if fields.get(n_)), None)
+                   for col, names in COLUMNS.items()}
+            row.update(source=self.key, n=n, fields=orjson.dumps(fields).decode())
+            rows.append(row)
+        return rows
+
+
+def _split_entries(value) -> list[str]:
+    if isinstance(value, (list, tuple)):
+        value = ",".join(map(str, value))
+    return [e for e in str(value).split(",") if e.strip()]
+
+
+def header_formats(header_infos: dict[str, str]) -> list[AnnotationFormat]:
+    """Annotation formats declared in a header, from {INFO id: Description}."""
+    out = []
+    for key in KEYS:
+        description = header_infos.get(key)
+        if description is None:
+            continue
+        fields = _fields_from_description(key, description)
+        if fields:
+            out.append(AnnotationFormat(key, fields))
+    return out
+
+
+def _fields_from_description(key: str, description: str) -> tuple[str, ...]:
+    """`...Format: Allele|Consequence|...` (VEP), `'Allele | Annotation | ...'` (ANN),
+    `'Effect ( Effect_Impact | ... [ | ERRORS | WARNINGS ] )'` (EFF)."""
+    text = description.strip().strip('"')
+    m = re.search(r"(?:Format|format)\s*:\s*'?([^']*)'?", text)
+    if not m:
+        m = re.search(r"'([^']*\|[^']*)'", text)  # snpEff ANN: "Functional annotations: '...'"
+    if not m:
+        return ()
+    spec = m.group(1)
+    if key == "EFF":
+        effect, _, rest = spec.partition("(")
+        rest = re.sub(r"\[.*?\]", "", rest).rstrip(" )")
+        names = [effect] + rest.split("|")
+    else:
+        names = spec.split("|")
+    return tuple(n.strip() for n in names if n.strip())

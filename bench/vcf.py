@@ -1,0 +1,101 @@
+"""VCF → bronze throughput against the cyvcf2 floor, and peak memory at two file sizes.
+
+The floor is a plain cyvcf2 loop over the same file in the same run that reads every
+record and decodes its genotypes (`variant.genotypes`, cyvcf2's documented call; the
+numpy `genotype.array()` decode is shown too). Ingestion streams the file in Arrow
+batches and MERGEs them into Delta, so its peak memory should stay flat as the file grows
+10x. Each measurement runs in a fresh subprocess so peak RSS (ru_maxrss) is its own.
+Run: `make bench` (or `.venv/bin/python bench/vcf.py [samples sites_small sites_large]`).
+"""
+from __future__ import annotations
+
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+
+def _peak_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def floor(path: str, mode: str) -> dict:
+    import cyvcf2
+
+    t = time.perf_counter()
+    n = 0
+    vcf = cyvcf2.VCF(path)
+    samples = len(vcf.samples)
+    for v in vcf:
+        if mode == "lists":
+            v.genotypes
+        else:
+            v.genotype.array()
+        n += samples
+    return {"genotypes": n, "seconds": time.perf_counter() - t, "peak_mb": _peak_mb()}
+
+
+def ingest(path: str) -> dict:
+    home = tempfile.mkdtemp(prefix="medlake-bench-")
+    os.environ["MEDLAKE_HOME"] = home
+    os.environ.pop("MEDLAKE_LAKE_URI", None)
+    from assets.genomics.vcf import VCF
+    from medlake import lake
+    from medlake.ingest import ingest as run
+
+    t = time.perf_counter()
+    summary = run(VCF, Path(path).parent, "bench")
+    seconds = time.perf_counter() - t
+    assert summary.files_ingested == 1, summary
+    n = lake.read("bronze.vcf_genotypes", "SELECT count(*) FROM t").column(0)[0].as_py()
+    return {"genotypes": n, "seconds": seconds, "peak_mb": _peak_mb()}
+
+
+def measure(what: str, path: Path) -> dict:
+    """One measurement in a fresh interpreter, so its peak memory is its own."""
+    out = subprocess.run([sys.executable, __file__, "--one", what, str(path)], check=True,
+                         capture_output=True, text=True, env={**os.environ, "PYTHONPATH": os.getcwd()})
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main(samples: int, sizes: list[int]) -> None:
+    from medlake.generate.vcf import write_cohort_scale_vcf
+
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for sites in sizes:
+            d = Path(tmp) / f"v{sites}"
+            d.mkdir()
+            path = write_cohort_scale_vcf(d / "cohort.vcf.gz", samples, sites, seed=sites)
+            lists, arrays, ours = (measure("floor-lists", path), measure("floor-array", path),
+                                   measure("ingest", path))
+            assert ours["genotypes"] == lists["genotypes"] == samples * sites
+            rows.append(dict(sites=sites, genotypes=samples * sites, mb=path.stat().st_size / 1e6,
+                             lists=lists, arrays=arrays, ours=ours))
+    print(f"{'samples':>7} {'sites':>6} {'genotypes':>10} {'MB gz':>6} {'floor gt/s':>11} "
+          f"{'(array) gt/s':>12} {'ingest gt/s':>12} {'ingest/floor':>12} {'floor MB':>9} {'ingest MB':>10}")
+    for r in rows:
+        rate = lambda m: m["genotypes"] / m["seconds"]  # noqa: E731
+        print(f"{samples:>7} {r['sites']:>6} {r['genotypes']:>10} {r['mb']:>6.1f} {rate(r['lists']):>11,.0f} "
+              f"{rate(r['arrays']):>12,.0f} {rate(r['ours']):>12,.0f} {rate(r['ours']) / rate(r['lists']):>12.2f} "
+              f"{r['lists']['peak_mb']:>9.0f} {r['ours']['peak_mb']:>10.0f}")
+    if len(rows) > 1:
+        a, b = rows[0], rows[-1]
+        print(f"\n{b['genotypes'] / a['genotypes']:.0f}x the genotypes: ingest time "
+              f"{b['ours']['seconds'] / a['ours']['seconds']:.1f}x, ingest peak memory "
+              f"{b['ours']['peak_mb'] / a['ours']['peak_mb']:.2f}x (floor's "
+              f"{b['lists']['peak_mb'] / a['lists']['peak_mb']:.2f}x).")
+
+
+if __name__ == "__main__":
+    if sys.argv[1:2] == ["--one"]:
+        what, path = sys.argv[2], sys.argv[3]
+        result = ingest(path) if what == "ingest" else floor(path, what.split("-")[1])
+        print(json.dumps(result))
+    else:
+        args = [int(a) for a in sys.argv[1:]] or [200, 1000, 10000]
+        main(args[0], args[1:])

@@ -1,0 +1,275 @@
+"""Genomics: streaming VCF ingestion, annotations, sample linkage and the genomic marts."""
+import json
+import shutil
+from pathlib import Path
+
+import cyvcf2
+import pytest
+
+import medlake.ingest as engine
+from assets.genomics import vcf as vcfmod
+from assets.genomics.annotations import header_formats
+from assets.genomics.linkage import sample_linkage
+from assets.genomics.vcf import VCF, stream_vcf, variant_id
+from medlake import lake
+from medlake.ingest import ingest
+
+# cyvcf2's test folder: these two are broken on purpose; everything else must land.
+QUARANTINED = {"empty.vcf": "empty or not VCF", "test-invalid-header.vcf": "empty sample name"}
+
+
+def _count(table: str, where: str = "true") -> int:
+    return lake.read(table, f"SELECT count(*) FROM t WHERE {where}").column(0)[0].as_py()
+
+
+def _expected(files: list[Path]) -> tuple[set, set]:
+    """What cyvcf2 reads: distinct variant ids and (sample, variant id) pairs."""
+    sites, calls = set(), set()
+    for f in files:
+        reader = cyvcf2.VCF(str(f))
+        for r in reader:
+            vid = variant_id(r.CHROM, r.POS, r.REF, r.ALT)
+            sites.add(vid)
+            calls.update((s, vid) for s in reader.samples)
+        reader.close()
+    return sites, calls
+
+
+def test_every_shared_vcf_lands_or_is_quarantined_and_counts_match_cyvcf2(home, shared):
+    src = shared / "data" / "vcf"
+    files = sorted(p for p in src.iterdir() if p.name.endswith((".vcf", ".vcf.gz")))
+    s = ingest(VCF, src, "b1")
+    assert s.files_seen == len(files)
+    log = {Path(r["source_uri"]).name: r for r in lake.read("bronze.ingest_log").to_pylist()}
+    errors = {Path(r["source_uri"]).name: r["error"] for r in lake.read("bronze.quarantine").to_pylist()}
+    for f in files:  # each file's outcome, by name
+        if f.name in QUARANTINED:
+            assert log[f.name]["status"] == "quarantined"
+            assert QUARANTINED[f.name] in errors[f.name] and errors[f.name].endswith(".")
+        else:
+            assert log[f.name]["status"] == "ingested", (f.name, errors.get(f.name))
+    sites, calls = _expected([f for f in files if f.name not in QUARANTINED])
+    assert _count("bronze.vcf_variants") == len(sites)
+    assert _count("bronze.vcf_genotypes") == len(calls)
+    got = lake.read("bronze.vcf_genotypes", "SELECT DISTINCT sample_id, variant_id FROM t").to_pylist()
+    assert {(r["sample_id"], r["variant_id"]) for r in got} == calls
+    # Haploid calls keep one allele; a missing allele is null, not -1.
+    hemi = lake.read("bronze.vcf_genotypes", "SELECT gt, alleles FROM t WHERE source_uri LIKE '%test-haploidX.vcf'")
+    assert any(len(a) == 1 for a in hemi.column("alleles").to_pylist())
+    assert all(-1 not in (a or []) for a in lake.read("bronze.vcf_genotypes", "SELECT alleles FROM t")
+               .column(0).to_pylist())
+    assert set(lake.read("bronze.vcf_annotations", "SELECT DISTINCT source FROM t").column(0).to_pylist()) \
+        >= {"CSQ", "ANN", "EFF"}
+
+    versions = {t: lake.version(t) for t in ("bronze.vcf_variants", "bronze.vcf_genotypes")}
+    again = ingest(VCF, src, "b2")
+    assert again.files_skipped == len(files) and again.files_ingested == 0  # quarantined are logged too
+    assert {t: lake.version(t) for t in versions} == versions
+
+
+def test_annotation_fields_come_from_the_header():
+    formats = {f.key: f for f in header_formats({
+        "CSQ": '"Consequence annotations from Ensembl VEP. Format: Consequence|SYMBOL|Feature|Allele"',
+        "ANN": "\"Functional annotations: 'Allele | Annotation | Annotation_Impact | Gene_Name | "
+               "Gene_ID | Feature_Type | Feature_ID | Transcript_BioType | Rank | HGVS.c | HGVS.p' \"",
+        "EFF": "\"Predicted effects. Format: 'Effect ( Effect_Impact | Gene_Name | Transcript "
+               "[ | ERRORS | WARNINGS ] )' \"",
+        "DP": '"Depth"'})}
+    assert set(formats) == {"CSQ", "ANN", "EFF"}
+    # VEP in a non-default order: columns follow the header, not a fixed layout.
+    csq = formats["CSQ"].parse("missense_variant|BRCA1|ENST1|T,intron_variant|BRCA1|ENST2|T")
+    assert [(r["consequence"], r["gene"], r["transcript"], r["allele"], r["n"]) for r in csq] == [
+        ("missense_variant", "BRCA1", "ENST1", "T", 0), ("intron_variant", "BRCA1", "ENST2", "T", 1)]
+    ann = formats["ANN"].parse("A|stop_gained|HIGH|TP53|ENSG1|transcript|ENST9|protein_coding|5/11|c.1A>T|p.Lys1*")
+    assert ann[0] | {"fields": None} == {
+        "allele": "A", "consequence": "stop_gained", "impact": "HIGH", "gene": "TP53", "gene_id": "ENSG1",
+        "transcript": "ENST9", "biotype": "protein_coding", "hgvs_c": "c.1A>T", "hgvs_p": "p.Lys1*",
+        "source": "ANN", "n": 0, "fields": None}
+    assert json.loads(ann[0]["fields"])["Rank"] == "5/11"
+    eff = formats["EFF"].parse("DOWNSTREAM(MODIFIER|FAM138A|ENST3)")
+    assert (eff[0]["consequence"], eff[0]["impact"], eff[0]["gene"], eff[0]["transcript"]) == \
+        ("DOWNSTREAM", "MODIFIER", "FAM138A", "ENST3")
+
+
+def test_stream_yields_bounded_pieces_that_add_up_to_the_file(shared):
+    path = shared / "data" / "vcf" / "test.vcf.gz"  # 189 samples x 115 sites
+    samples = len(cyvcf2.VCF(str(path)).samples)
+    pieces = list(stream_vcf(path, batch_genotypes=2_000))
+    sizes = [p.rows[vcfmod.GENOTYPES.name].num_rows for p in pieces]
+    assert len(pieces) > 5 and not any(p.problems for p in pieces)
+    assert max(sizes) < 2_000 + samples  # a piece closes at the first site past the limit
+    whole = list(stream_vcf(path))
+    assert len(whole) == 1
+    assert sum(sizes) == whole[0].rows[vcfmod.GENOTYPES.name].num_rows == 115 * samples
+
+
+def _write(path: Path, records: list[str], samples=("S1", "S2")) -> Path:
+    header = ["##fileformat=VCFv4.2", "##contig=<ID=chr1,length=1000000>",
+              '##FORMAT=<ID=GT,Number=1,Type=String,Description="Genotype">',
+              "\t".join(["#CHROM", "POS", "ID", "REF", "ALT", "QUAL", "FILTER", "INFO", "FORMAT", *samples])]
+    path.write_text("\n".join(header + records) + "\n")
+    return path
+
+
+def _record(pos: int, gts=("0/1", "1/1")) -> str:
+    return "\t".join(["chr1", str(pos), ".", "A", "G", "50", "PASS", ".", "GT", *gts])
+
+
+def test_streamed_file_is_merged_piece_by_piece(home, tmp_path, monkeypatch):
+    d = tmp_path / "in"
+    d.mkdir()
+    _write(d / "big.vcf", [_record(100 + i) for i in range(40)])
+    monkeypatch.setattr(vcfmod, "BATCH_GENOTYPES", 10)
+    monkeypatch.setattr(engine, "FLUSH_ROWS", 20)
+    s = ingest(VCF, d, "b")
+    assert s.files_ingested == 1
+    assert _count("bronze.vcf_genotypes") == 80 and _count("bronze.vcf_variants") == 40
+    assert lake.version("bronze.vcf_genotypes") >= 3  # merged in several commits, not at the end
+
+
+def test_bad_record_after_merged_pieces_quarantines_the_whole_file(home, tmp_path, monkeypatch):
+    d = tmp_path / "in"
+    d.mkdir()
+    records = [_record(100 + i) for i in range(30)] + ["chr1\t500\t.\tA"]
+    _write(d / "late-error.vcf", records)
+    _write(d / "good.vcf", [_record(100), _record(900)])  # shares chr1:100 with the bad file
+    monkeypatch.setattr(vcfmod, "BATCH_GENOTYPES", 10)
+    monkeypatch.setattr(engine, "FLUSH_ROWS", 20)
+    s = ingest(VCF, d, "b")
+    assert s.files_quarantined == 1 and s.files_ingested == 1
+    assert s.rows["bronze.vcf_genotypes"] == 4  # net of the bad file's deleted rows
+    # Nothing of the bad file is left half-landed; the good file is whole.
+    bad_uri = (d / "late-error.vcf").resolve().as_uri()
+    for table in ("bronze.vcf_variants", "bronze.vcf_genotypes"):
+        assert _count(table, f"source_uri = '{bad_uri}'") == 0
+    assert sorted(lake.read("bronze.vcf_variants", "SELECT pos FROM t").column(0).to_pylist()) == [100, 900]
+    error = lake.read("bronze.quarantine").to_pylist()[0]["error"]
+    assert error.startswith("Line 35 (record 31) has 4 tab-separated columns")
+
+
+def test_unmapped_samples_are_counted_not_joined(home, tmp_path):
+    d = tmp_path / "in"
+    d.mkdir()
+    _write(d / "x.vcf", [_record(100, ("0/1", "1/1", "0/0"))], samples=("LAB-1", "LAB-2", "LAB-3"))
+    (d / "manifest.csv").write_text("sample_id,mrn\nLAB-1,MRN1\n")
+    ingest(VCF, d, "b")
+    link = sample_linkage()
+    assert (link.samples, link.linked, link.unmapped) == (3, 1, ["LAB-2", "LAB-3"])
+
+
+# ------------------------------------------------------------- the demo lake
+
+
+def test_generated_samples_all_link_to_people(demo):
+    g = json.loads((demo / "generated.json").read_text())
+    link = sample_linkage()
+    assert link.samples == g["samples"] > 0
+    assert link.unmapped == [] and link.mrns_without_patient == 0
+    people = set(lake.read("silver.patient", "SELECT person_key FROM t").column(0).to_pylist())
+    carriers = set(lake.read("silver.genotype", "SELECT DISTINCT person_key FROM t").column(0).to_pylist())
+    assert len(carriers) == g["samples"] and carriers <= people
+    genotype_columns = lake.read("silver.genotype", "SELECT * FROM t LIMIT 1").column_names
+    assert "sample_id" not in genotype_columns and "mrn" not in genotype_columns
+
+
+def test_generated_vcfs_outcomes(demo):
+    log = {Path(r["source_uri"]).name: r for r in lake.read(
+        "bronze.ingest_log", "SELECT * FROM t WHERE modality = 'vcf'").to_pylist()}
+    assert log["rerun.vcf"]["status"] == "ingested" and log["rerun.vcf"]["rows"] == 0
+    assert log["panel.snpeff.vcf"]["status"] == "ingested"
+    assert log["bad-malformed.vcf"]["status"] == "quarantined"
+    q = lake.read("bronze.quarantine", "SELECT error FROM t WHERE source_uri LIKE '%bad-malformed.vcf'")
+    assert q.column(0)[0].as_py().startswith("Line ")
+
+
+def test_silver_variant_splits_trims_and_annotates(demo):
+    rows = lake.read("silver.variant").to_pylist()
+    by_id = {r["variant_id"]: r for r in rows}
+    assert all("," not in r["alt"] for r in rows)
+    # The panel's tri-allelic MLH1 site: three rows, each with its own ClinVar call and ANN.
+    tri = [r for r in rows if r["gene"] == "MLH1" and r["from_multiallelic"]]
+    assert sorted(r["alt"] for r in tri) == ["A", "G", "T"]
+    assert len({r["clinical_significance"] for r in tri}) == 3
+    assert all(r["annotation_source"] == "ANN" and r["consequence"] for r in tri)
+    # REF ATG ALT A,ATGTG: the second allele trims to the insertion A>ATG.
+    msh2 = sorted((r["ref"], r["alt"], r["variant_type"]) for r in rows if r["gene"] == "MSH2"
+                  and r["from_multiallelic"])
+    assert msh2 == [("A", "ATG", "insertion"), ("ATG", "A", "deletion")]
+    # CAG>CTG trims to A>T one base on.
+    apc = [r for r in rows if r["gene"] == "APC" and r["variant_type"] == "MNV" or
+           (r["gene"] == "APC" and r["annotation_source"] == "ANN")]
+    assert [(r["ref"], r["alt"], r["variant_type"]) for r in apc] == [("A", "T", "SNV")]
+    site = lake.read("bronze.vcf_variants", "SELECT pos FROM t WHERE ref = 'CAG'").column(0)[0].as_py()
+    assert apc[0]["pos"] == site + 1 and apc[0]["variant_id"] in by_id
+    assert all(r["batch_id"] and r["source_sha256"] for r in rows)
+
+
+def test_variant_occurrence_and_patient_360_agree(demo):
+    occ = lake.read("gold.variant_occurrence").to_pylist()
+    assert occ and all(r["alt_allele_count"] > 0 and r["source_sha256"] for r in occ)
+    pathogenic = {}
+    for r in occ:
+        if r["is_pathogenic"]:
+            pathogenic.setdefault(r["person_key"], set()).add(r["target_gene1_symbol"])
+    p360 = {r["person_key"]: r for r in lake.read("gold.patient_360").to_pylist()}
+    for person, genes in pathogenic.items():
+        assert set(p360[person]["pathogenic_genes"]) == genes
+    carried = {}
+    for r in occ:
+        carried[r["person_key"]] = carried.get(r["person_key"], 0) + 1
+    assert {k: v["variants_carried"] for k, v in p360.items() if v["has_genomics"]} == \
+        {k: carried.get(k, 0) for k, v in p360.items() if v["has_genomics"]}
+    # Breast-cancer patients carry a pathogenic BRCA variant in the generated cohort.
+    cancer = [r for r in p360.values() if any("breast" in (c or "").lower() for c in r["condition_names"])]
+    assert all({"BRCA1", "BRCA2"} & set(r["pathogenic_genes"]) for r in cancer if r["has_genomics"])
+
+
+@pytest.mark.parametrize("name", ["test.snpeff.vcf"])
+def test_snpeff_eff_annotations_land_structured(home, shared, tmp_path, name):
+    d = tmp_path / "in"
+    d.mkdir()
+    shutil.copy(shared / "data" / "vcf" / name, d / name)
+    ingest(VCF, d, "b")
+    got = lake.read("bronze.vcf_annotations", "SELECT source, consequence, impact, gene, transcript FROM t")
+    rows = got.to_pylist()
+    assert rows and all(r["source"] == "EFF" and r["consequence"] and r["impact"] for r in rows)
+    assert sum(1 for r in rows if r["transcript"] and r["transcript"].startswith("ENST")) > len(rows) / 2
+
+
+def test_genotype_text_allele_indexes_and_depths_round_trip(home, tmp_path):
+    d = tmp_path / "in"
+    d.mkdir()
+    calls = ["0/1:7:3,4", "1|0:9:5,4", "./.:.:.", "2:12:0,1,11", "0/0/1:30:20,10,0", ".|1:5:.,5"]
+    header = ["##fileformat=VCFv4.3", "##contig=<ID=chrX,length=1000000>",
+              '##FORMAT=<ID=GT,Number=1,Type=String,Description="Genotype">',
+              '##FORMAT=<ID=DP,Number=1,Type=Integer,Description="Depth">',
+              '##FORMAT=<ID=AD,Number=R,Type=Integer,Description="Allelic depths">',
+              "\t".join(["#CHROM", "POS", "ID", "REF", "ALT", "QUAL", "FILTER", "INFO", "FORMAT",
+                         *[f"S{i}" for i in range(len(calls))]])]
+    line = "\t".join(["chrX", "10", ".", "A", "G,T", "50", "PASS", ".", "GT:DP:AD", *calls])
+    (d / "x.vcf").write_text("\n".join(header + [line]) + "\n")
+    ingest(VCF, d, "b")
+    got = {r["sample_id"]: r for r in lake.read("bronze.vcf_genotypes").to_pylist()}
+    assert [got[f"S{i}"]["gt"] for i in range(len(calls))] == [c.split(":")[0] for c in calls]
+    assert got["S2"]["alleles"] == [None, None] and got["S2"]["dp"] is None
+    assert got["S3"]["alleles"] == [2] and got["S3"]["ad"] == [0, 1, 11]
+    assert got["S4"]["alleles"] == [0, 0, 1] and got["S4"]["alt_count"] == 1
+    assert got["S1"]["phased"] and not got["S0"]["phased"]
+    assert got["S5"]["ad"] == [None, 5]
+
+
+def test_bcf_lands_like_the_vcf_it_was_written_from(home, shared, tmp_path):
+    src = shared / "data" / "vcf" / "test.snpeff.vcf"
+    d = tmp_path / "in"
+    d.mkdir()
+    reader = cyvcf2.VCF(str(src))
+    writer = cyvcf2.Writer(str(d / "x.bcf"), reader, mode="wb")
+    for record in reader:
+        writer.write_record(record)
+    writer.close()
+    reader.close()
+    s = ingest(VCF, d, "b")
+    assert s.files_ingested == 1
+    sites, calls = _expected([src])
+    assert _count("bronze.vcf_variants") == len(sites) and _count("bronze.vcf_genotypes") == len(calls)
+    assert _count("bronze.vcf_annotations") > 0
