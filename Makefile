@@ -33,7 +33,7 @@ bench: install
 	$(PY) bench/embed.py
 
 dev: install
-	mkdir -p $(DAGSTER_HOME)
+	$(PY) -c 'from medlake.pipeline import ensure_dagster_home; ensure_dagster_home()'
 	$(BIN)/dagster dev -w workspace.yaml
 
 clean:

@@ -24,6 +24,8 @@ ENV_VARS: dict[str, tuple[str, str]] = {
     "MEDLAKE_LLM_API_KEY": ("EMPTY", "API key for the endpoint (vLLM accepts any unless --api-key is set)"),
     "MEDLAKE_LLM_TIMEOUT": ("60", "seconds before an LLM call is abandoned"),
     "MEDLAKE_USER": ("login name", "who is recorded as asking, in gold.rag_audit"),
+    "MEDLAKE_LANDING_SETTLE_SECONDS": ("10", "a landing file is ingested once unchanged this long (still-copying files wait)"),
+    "MEDLAKE_VACUUM_RETENTION_DAYS": ("30", "nightly vacuum keeps this many days of Delta history for time travel and audits"),
     "DAGSTER_HOME": ("$MEDLAKE_HOME/dagster_home", "Dagster instance folder (runs, event logs)"),
 }
 
@@ -44,6 +46,8 @@ class Settings:
     llm_api_key: str = field(repr=False)
     llm_timeout: float
     user: str
+    landing_settle_seconds: float = 10.0
+    vacuum_retention_days: int = 30
 
     @property
     def landing(self) -> Path:
@@ -108,4 +112,6 @@ def get_settings() -> Settings:
         llm_api_key=env.get("MEDLAKE_LLM_API_KEY", "EMPTY"),
         llm_timeout=float(env.get("MEDLAKE_LLM_TIMEOUT", "60")),
         user=env.get("MEDLAKE_USER") or _user(),
+        landing_settle_seconds=float(env.get("MEDLAKE_LANDING_SETTLE_SECONDS", "10")),
+        vacuum_retention_days=int(env.get("MEDLAKE_VACUUM_RETENTION_DAYS", "30")),
     )

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from medlake import lake
 from medlake.config import get_settings
@@ -23,6 +24,11 @@ class SuiteResult:
     failed: list[str] = field(default_factory=list)
     failed_errors: list[str] = field(default_factory=list)  # failures of severity "error"
     docs_index: str | None = None
+
+
+def data_docs_index() -> Path:
+    """Where the Data Docs site's front page is (it exists once a suite has run)."""
+    return get_settings().gx_root / "gx" / "uncommitted" / "data_docs" / "local_site" / "index.html"
 
 
 def _context():
@@ -70,7 +76,7 @@ def run_suite(table: str) -> SuiteResult:
             failed.append(label)
             if (r.expectation_config.meta or {}).get("severity", "error") == "error":
                 failed_errors.append(label)
-    docs = get_settings().gx_root / "gx" / "uncommitted" / "data_docs" / "local_site" / "index.html"
+    docs = data_docs_index()
     return SuiteResult(table=table, success=bool(outcome.success), rows=len(df),
                        version=lake.version(table), evaluated=len(outcome.results),
                        failed=failed, failed_errors=failed_errors, docs_index=str(docs) if docs.exists() else None)
