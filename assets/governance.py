@@ -7,7 +7,7 @@ from orchestration.policies import follows_upstream
 
 
 @dg.asset(
-    key=["bronze", "quarantine"], group_name="governance", kinds={"delta"},
+    key=["bronze", "quarantine"], group_name="governance", kinds={"delta", "python"},
     owners=["team:data-platform"], tags={"layer": "bronze", "domain": "governance"},
     automation_condition=follows_upstream(),
     deps=[["bronze", "fhir_resources"], ["bronze", "dicom_instances"],

@@ -7,7 +7,7 @@ from orchestration.policies import POOL_VECTORS, TRANSIENT_RETRY, follows_upstre
 
 @dg.asset(
     key=["vectors", "clinical_chunks"], group_name="retrieval",
-    deps=[["silver", "document"]], kinds={"lancedb", "pytorch"},
+    deps=[["silver", "document"]], kinds={"lancedb", "pytorch", "python"},
     owners=["team:ml-platform"], tags={"layer": "vectors", "domain": "retrieval"},
     automation_condition=follows_upstream(), pool=POOL_VECTORS, retry_policy=TRANSIENT_RETRY,
 )
