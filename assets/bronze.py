@@ -62,12 +62,13 @@ def bronze_assets(modality: Modality, *, folder: str, group: str):
     Partitioned by ingest batch: a partition's run ingests the files in the batch's
     manifest (what the landing sensor saw); an unpartitioned run (refresh_all, the nightly
     refresh) ingests every new file. Either way a file already in the ingest log is
-    skipped, so re-running a batch or backfilling many is safe."""
+    skipped, so re-running a batch or backfilling many is safe. A batch that adds nothing to
+    a table does not materialize it, so nothing downstream re-runs for it."""
     specs = [dg.AssetSpec(key=spec.name.split("."), group_name=group,
                           description=spec.description, kinds={"delta", "python"},
                           owners=["team:data-platform"],
                           tags={"layer": "bronze", "domain": group},
-                          partitions_def=INGEST_BATCHES)
+                          partitions_def=INGEST_BATCHES, skippable=True)
              for spec in modality.tables]
 
     @dg.multi_asset(specs=specs, name=f"ingest_{modality.name}", pool=POOL_BRONZE,
@@ -93,6 +94,10 @@ def bronze_assets(modality: Modality, *, folder: str, group: str):
             f"already ingested, {summary.files_ingested} ingested, "
             f"{summary.files_quarantined} quarantined, {summary.problems} problems")
         for spec in modality.tables:
+            if context.has_partition_key and not (summary.rows.get(spec.name, 0)
+                                                  or summary.problems):
+                context.log.info(f"{spec.name}: nothing new in batch {batch_id}")
+                continue
             yield dg.MaterializeResult(asset_key=spec.name.split("."), metadata={
                 **table_metadata(spec.name),
                 "batch_id": batch_id,

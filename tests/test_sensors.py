@@ -150,5 +150,8 @@ def test_rerunning_a_batch_partition_changes_nothing(landed):
         assert dg.materialize([fhir_assets], instance=instance, partition_key=batch).success
         versions = {t: lake.version(t) for t in ("bronze.fhir_resources", "bronze.ingest_log")}
         for key in (batch, "dicom-x"):  # a re-run, and another modality's batch
-            assert dg.materialize([fhir_assets], instance=instance, partition_key=key).success
+            rerun = dg.materialize([fhir_assets], instance=instance, partition_key=key)
+            assert rerun.success
+            # Nothing new: no materialization, so automation has nothing to follow.
+            assert rerun.get_asset_materialization_events() == []
         assert {t: lake.version(t) for t in versions} == versions
