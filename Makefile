@@ -35,7 +35,7 @@ bench: install
 	$(PY) bench/vcf.py
 
 dev: install
-	mkdir -p $(DAGSTER_HOME)
+	$(PY) -c 'from medlake.pipeline import ensure_dagster_home; ensure_dagster_home()'
 	$(BIN)/dagster dev -w workspace.yaml
 
 clean:

@@ -3,11 +3,13 @@ import dagster as dg
 from assets.bronze import table_metadata
 from medlake import lake
 from medlake.ingest import INGEST_LOG, QUARANTINE, QUARANTINE_SCHEMA
+from orchestration.policies import follows_upstream
 
 
 @dg.asset(
-    key=["bronze", "quarantine"], group_name="governance", kinds={"delta"},
-    owners=["team:data-platform"], tags={"layer": "bronze"},
+    key=["bronze", "quarantine"], group_name="governance", kinds={"delta", "python"},
+    owners=["team:data-platform"], tags={"layer": "bronze", "domain": "governance"},
+    automation_condition=follows_upstream(),
     deps=[["bronze", "fhir_resources"], ["bronze", "dicom_instances"],
           ["bronze", "vcf_variants"]],
 )

@@ -11,6 +11,7 @@ from assets.bronze import table_metadata
 from assets.lineage import lineage_metadata
 from medlake import lake
 from medlake.config import get_settings
+from orchestration.policies import POOL_DBT, TRANSIENT_RETRY, follows_upstream
 from orchestration.resources import dbt_project, ensure_manifest
 
 class MedlakeTranslator(DagsterDbtTranslator):
@@ -27,6 +28,14 @@ class MedlakeTranslator(DagsterDbtTranslator):
 
     def get_tags(self, props: Mapping[str, Any]) -> Mapping[str, str]:
         return {**super().get_tags(props), "layer": props.get("schema", "")}
+
+    def get_asset_spec(self, manifest, unique_id, project):
+        # The dbt plugin commits every model to Delta: say so next to dbt and duckdb.
+        return super().get_asset_spec(manifest, unique_id, project).merge_attributes(
+            kinds={"delta"})
+
+    def get_automation_condition(self, props: Mapping[str, Any]):
+        return follows_upstream()
 
 
 def compiled_sql(event, target) -> Path:
@@ -53,6 +62,8 @@ def upstream_versions(keys) -> dict[str, int]:
     project=dbt_project,
     dagster_dbt_translator=MedlakeTranslator(
         settings=DagsterDbtTranslatorSettings(enable_code_references=True)),
+    pool=POOL_DBT,
+    retry_policy=TRANSIENT_RETRY,
 )
 def lake_models(context: dg.AssetExecutionContext, dbt: DbtCliResource):
     """Silver (de-identified) and gold (marts) tables built by dbt and committed to Delta

@@ -26,6 +26,8 @@ ENV_VARS: dict[str, tuple[str, str]] = {
     "MEDLAKE_USER": ("login name", "who is recorded as asking, in gold.rag_audit"),
     "MEDLAKE_GX_ENGINE": ("auto", "validation engine: pandas (GX, Data Docs), duckdb, or auto (by table size)"),
     "MEDLAKE_GX_PANDAS_MAX_ROWS": ("200000", "with auto, tables above this many rows are validated in DuckDB"),
+    "MEDLAKE_LANDING_SETTLE_SECONDS": ("10", "a landing file is ingested once unchanged this long (still-copying files wait)"),
+    "MEDLAKE_VACUUM_RETENTION_DAYS": ("30", "nightly vacuum keeps this many days of Delta history for time travel and audits"),
     "DAGSTER_HOME": ("$MEDLAKE_HOME/dagster_home", "Dagster instance folder (runs, event logs)"),
 }
 
@@ -46,6 +48,8 @@ class Settings:
     llm_api_key: str = field(repr=False)
     llm_timeout: float
     user: str
+    landing_settle_seconds: float = 10.0
+    vacuum_retention_days: int = 30
 
     @property
     def landing(self) -> Path:
@@ -110,4 +114,6 @@ def get_settings() -> Settings:
         llm_api_key=env.get("MEDLAKE_LLM_API_KEY", "EMPTY"),
         llm_timeout=float(env.get("MEDLAKE_LLM_TIMEOUT", "60")),
         user=env.get("MEDLAKE_USER") or _user(),
+        landing_settle_seconds=float(env.get("MEDLAKE_LANDING_SETTLE_SECONDS", "10")),
+        vacuum_retention_days=int(env.get("MEDLAKE_VACUUM_RETENTION_DAYS", "30")),
     )

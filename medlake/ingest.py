@@ -129,15 +129,20 @@ def _dedupe(rows: pa.Table, keys: list[str], order: str | None) -> pa.Table:
 
 
 def ingest(modality: Modality, root: Path, batch_id: str, *, chunk_files: int = 200,
-           progress: Callable[[int, int], None] | None = None) -> IngestSummary:
-    """Ingest every new file under `root` that matches the modality's patterns."""
+           progress: Callable[[int, int], None] | None = None,
+           files: Iterable[Path] | None = None) -> IngestSummary:
+    """Ingest every new file under `root` that matches the modality's patterns, or only
+    `files` when given (a sensor's batch); a listed file that has vanished is skipped."""
     summary = IngestSummary(modality.name)
     for spec in modality.tables:
         lake.ensure(spec.name, spec.schema, spec.partition_by)
     lake.ensure(QUARANTINE, QUARANTINE_SCHEMA)
     lake.ensure(INGEST_LOG, LOG_SCHEMA)
 
-    files = find_files(root, modality.patterns) if root.exists() else []
+    if files is not None:
+        files = sorted({Path(f) for f in files if Path(f).is_file()})
+    else:
+        files = find_files(root, modality.patterns) if root.exists() else []
     summary.files_seen = len(files)
     done = ingested_hashes(modality.name)
     todo = []

@@ -177,14 +177,24 @@ def fingerprint(con: duckdb.DuckDBPyConnection, relation_sql: str) -> str:
     return f"{schema}|{n}|{h}"
 
 
+# Commits that rearrange files without changing content (nightly maintenance).
+_HOUSEKEEPING = {"OPTIMIZE", "VACUUM START", "VACUUM END"}
+
+
+def _last_fingerprint(dt: DeltaTable) -> str | None:
+    """The fingerprint of the last content-changing commit, looking past maintenance."""
+    for commit in dt.history(20):  # newest first
+        if commit.get("operation") not in _HOUSEKEEPING:
+            return commit.get(FINGERPRINT)
+    return None
+
+
 def replace_if_changed(table: str, data: pa.Table, fp: str) -> WriteResult:
     """Overwrite a derived table, but only when its content fingerprint changed,
     so a rebuild on unchanged input leaves the Delta version where it was."""
     dt = open_table(table)
-    if dt is not None:
-        last = dt.history(1)[0]
-        if last.get(FINGERPRINT) == fp:
-            return WriteResult(table, dt.version())
+    if dt is not None and _last_fingerprint(dt) == fp:
+        return WriteResult(table, dt.version())
     write_deltalake(uri(table), data, mode="overwrite", schema_mode="overwrite",
                     commit_properties=CommitProperties(custom_metadata={FINGERPRINT: fp}))
     return WriteResult(table, DeltaTable(uri(table)).version(), inserted=data.num_rows)

@@ -4,6 +4,7 @@ from __future__ import annotations
 import contextlib
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from medlake import lake
 from medlake.config import get_settings
@@ -14,6 +15,37 @@ LAKE_TABLES = ["bronze.fhir_resources", "bronze.dicom_instances", "bronze.vcf_va
                "silver.patient", "silver.document", "gold.patient_360",
                "bronze.vcf_annotations", "silver.variant", "silver.genotype",
                "gold.variant_occurrence"]
+
+
+# The Dagster instance settings medlake needs (DAGSTER_HOME/dagster.yaml):
+# - pools: every writing step names the pool of the tables it writes
+#   (orchestration/policies.py); one step per pool at a time, so two runs never write the
+#   same table at once. `dagster instance concurrency` and the UI show the slots.
+# - run retries: a run whose worker crashed is retried; step failures are retried inside
+#   the run by each asset's RetryPolicy (with backoff), so they are not retried twice.
+DAGSTER_YAML = """\
+telemetry:
+  enabled: false
+concurrency:
+  pools:
+    default_limit: 1
+    granularity: op
+run_retries:
+  enabled: true
+  max_retries: 2
+  retry_on_asset_or_op_failure: false
+"""
+
+
+def ensure_dagster_home() -> Path:
+    """Create DAGSTER_HOME with medlake's dagster.yaml unless one is already there (a
+    deployment's own file wins)."""
+    home = get_settings().dagster_home
+    home.mkdir(parents=True, exist_ok=True)
+    config = home / "dagster.yaml"
+    if not config.exists():
+        config.write_text(DAGSTER_YAML)
+    return config
 
 
 @dataclass
@@ -32,10 +64,7 @@ class RunReport:
 def run(show_progress: bool = True) -> RunReport:
     settings = get_settings()
     settings.export_env()
-    settings.dagster_home.mkdir(parents=True, exist_ok=True)
-    config = settings.dagster_home / "dagster.yaml"
-    if not config.exists():  # defaults (sqlite under DAGSTER_HOME); no phoning home
-        config.write_text("telemetry:\n  enabled: false\n")
+    ensure_dagster_home()
     settings.landing.mkdir(parents=True, exist_ok=True)
     import dagster as dg
 

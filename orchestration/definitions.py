@@ -1,4 +1,6 @@
 """The medlake Dagster code location: `dagster dev` loads it through workspace.yaml."""
+import warnings
+
 import dagster as dg
 
 from assets import governance, transform
@@ -7,23 +9,35 @@ from assets.genomics import assets as genomics
 from assets.imaging import assets as imaging
 from assets.retrieval import assets as retrieval
 from medlake.progress import progress_logger
+from orchestration import jobs, sensors
+from orchestration.jobs import refresh_all
 from orchestration.resources import resources
 from quality.checks import gx_checks_for, phi_guard
 
-refresh_all = dg.define_asset_job(
-    "refresh_all", selection=dg.AssetSelection.all(),
-    description="Landing → bronze → silver → gold → checks → embeddings; safe to re-run.")
 
-assets = [ehr.fhir_assets, imaging.dicom_assets, genomics.vcf_assets,
-          governance.quarantine, transform.lake_models, retrieval.clinical_chunks]
+def _with_code_references(assets: list) -> list:
+    with warnings.catch_warnings():  # the API is marked beta; the UI feature is stable
+        warnings.simplefilter("ignore", dg.BetaWarning)
+        return list(dg.with_source_code_references(assets))
+
+
+assets = _with_code_references([
+    ehr.fhir_assets, imaging.dicom_assets, genomics.vcf_assets,
+    governance.quarantine, transform.lake_models, retrieval.clinical_chunks])
 asset_keys = [k for a in assets for k in a.keys]
 
 defs = dg.Definitions(
+    # Code references: each asset links to the file and line that defines it.
     assets=assets,
     asset_checks=[*gx_checks_for(asset_keys),
                   phi_guard([k for k in asset_keys if k.path[0] in ("silver", "gold")]),
                   genomics.samples_linked],
-    jobs=[refresh_all],
+    jobs=[refresh_all, jobs.lake_maintenance],
+    schedules=[jobs.nightly_refresh, jobs.nightly_maintenance],
+    sensors=[sensors.landing_sensor(ehr.FHIR, "fhir", ehr.fhir_assets),
+             sensors.landing_sensor(imaging.DICOM, "dicom", imaging.dicom_assets),
+             sensors.landing_sensor(genomics.VCF, "vcf", genomics.vcf_assets),
+             sensors.automation_sensor],
     resources=resources(),
     # Used only when a run's config names it (the CLI does); the UI keeps its defaults.
     loggers={"medlake_progress": progress_logger, "console": dg.colored_console_logger},

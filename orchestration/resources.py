@@ -1,8 +1,10 @@
 """Resources and environment, set up in one place for the code location and the CLI."""
 from __future__ import annotations
 
+import os
 import shutil
 import sysconfig
+import tempfile
 from pathlib import Path
 
 from dagster_dbt import DbtCliResource, DbtProject
@@ -45,9 +47,18 @@ def ensure_manifest() -> Path:
     """
     if using_dagster_dev() or _manifest_is_stale():
         get_settings().export_env()
-        (DbtCliResource(project_dir=dbt_project, profiles_dir=str(DBT_DIR),
-                        dbt_executable=dbt_executable())
-         .cli(["parse", "--quiet"], target_path=dbt_project.target_path).wait())
+        # Parse into a private folder and swap the manifest in atomically: under
+        # `dagster dev` every run process loads this module, and runs started together
+        # by the sensors must never read a manifest another process is half-way writing.
+        dbt_project.manifest_path.parent.mkdir(parents=True, exist_ok=True)
+        scratch = Path(tempfile.mkdtemp(prefix=".parse-", dir=dbt_project.manifest_path.parent))
+        try:
+            (DbtCliResource(project_dir=dbt_project, profiles_dir=str(DBT_DIR),
+                            dbt_executable=dbt_executable())
+             .cli(["parse", "--quiet"], target_path=scratch).wait())
+            os.replace(scratch / "manifest.json", dbt_project.manifest_path)
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
     return dbt_project.manifest_path
 
 

@@ -22,6 +22,7 @@ import os
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from pathlib import Path
 
 import duckdb
 import pyarrow as pa
@@ -72,6 +73,11 @@ class SuiteResult:
     outcomes: list[ExpectationOutcome] = field(default_factory=list)
     seconds: float = 0.0
     engine: str = ""
+
+
+def data_docs_index() -> Path:
+    """Where the Data Docs site's front page is (it exists once a suite has run)."""
+    return get_settings().gx_root / "gx" / "uncommitted" / "data_docs" / "local_site" / "index.html"
 
 
 def _context():
@@ -162,7 +168,7 @@ def run_suite(table: str, engine: str | None = None, run_id: str = "adhoc",
         con.close()
     failed = [o.label for o in outcomes if not o.success]
     failed_errors = [o.label for o in outcomes if not o.success and o.expectation.severity == "error"]
-    docs_path = get_settings().gx_root / "gx" / "uncommitted" / "data_docs" / "local_site" / "index.html"
+    docs_path = data_docs_index()
     res = SuiteResult(table=table, success=not failed, rows=rows, version=version,
                       evaluated=len(outcomes), failed=failed, failed_errors=failed_errors,
                       docs_index=str(docs_path) if docs_path.exists() else None,
@@ -223,3 +229,14 @@ def latest_results(table: str) -> list[dict]:
     return lake.read(DQ_RESULTS, "SELECT * FROM t WHERE table_name = ? AND validated_at = "
                      "(SELECT max(validated_at) FROM t WHERE table_name = ?) "
                      "ORDER BY severity, expectation", params=[table, table]).to_pylist()
+    failed, failed_errors = [], []
+    for r in outcome.results:
+        if not r.success:
+            label = f"{r.expectation_config.type}({r.expectation_config.kwargs.get('column', '')})"
+            failed.append(label)
+            if (r.expectation_config.meta or {}).get("severity", "error") == "error":
+                failed_errors.append(label)
+    docs = data_docs_index()
+    return SuiteResult(table=table, success=bool(outcome.success), rows=len(df),
+                       version=lake.version(table), evaluated=len(outcome.results),
+                       failed=failed, failed_errors=failed_errors, docs_index=str(docs) if docs.exists() else None)

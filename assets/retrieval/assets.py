@@ -2,12 +2,14 @@ import dagster as dg
 
 from assets.retrieval import vectors
 from medlake import lake
+from orchestration.policies import POOL_VECTORS, TRANSIENT_RETRY, follows_upstream
 
 
 @dg.asset(
     key=["vectors", "clinical_chunks"], group_name="retrieval",
-    deps=[["silver", "document"]], kinds={"lancedb", "pytorch"},
-    owners=["team:ml-platform"], tags={"layer": "vectors"},
+    deps=[["silver", "document"]], kinds={"lancedb", "pytorch", "python"},
+    owners=["team:ml-platform"], tags={"layer": "vectors", "domain": "retrieval"},
+    automation_condition=follows_upstream(), pool=POOL_VECTORS, retry_policy=TRANSIENT_RETRY,
 )
 def clinical_chunks(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
     """De-identified note and report text from `silver.document`, split into overlapping
