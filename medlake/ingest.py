@@ -105,6 +105,13 @@ def ingested_hashes(modality: str) -> set[str]:
 _EPOCH = datetime.min.replace(tzinfo=timezone.utc)
 
 
+def to_table(rows: list[dict], schema: pa.Schema) -> pa.Table:
+    """Rows → Arrow, column by column: several times faster than `Table.from_pylist`,
+    which dominated FHIR ingestion (timestamps above all)."""
+    return pa.Table.from_arrays([pa.array([r.get(f.name) for r in rows], f.type) for f in schema],
+                                schema=schema)
+
+
 def _dedupe(rows: list[dict], keys: list[str], order: str | None) -> list[dict]:
     """One row per key within a batch (MERGE needs unique source keys): the latest by
     `order` when given, else the last seen."""
@@ -182,7 +189,7 @@ def _ingest_chunk(modality: Modality, chunk: list[tuple[Path, str]], batch_id: s
     for spec in modality.tables:
         order = "last_updated" if "last_updated" in spec.schema.names else None
         table_rows = _dedupe(rows[spec.name], spec.keys, order)
-        result = lake.merge(spec.name, pa.Table.from_pylist(table_rows, spec.schema),
+        result = lake.merge(spec.name, to_table(table_rows, spec.schema),
                             spec.keys, spec.update_when)
         summary.rows[spec.name] = summary.rows.get(spec.name, 0) + result.inserted + result.updated
     if quarantine:
