@@ -3,6 +3,7 @@ import dagster as dg
 
 from assets import governance, transform
 from assets.ehr import assets as ehr
+from assets.ehr.omop import omop_checks
 from assets.genomics import assets as genomics
 from assets.imaging import assets as imaging
 from assets.retrieval import assets as retrieval
@@ -17,7 +18,7 @@ refresh_all = dg.define_asset_job(
 defs = dg.Definitions(
     assets=[ehr.fhir_assets, imaging.dicom_assets, genomics.vcf_assets,
             governance.quarantine, transform.lake_models, retrieval.clinical_chunks],
-    asset_checks=gx_checks,
+    asset_checks=[*gx_checks, *omop_checks],
     jobs=[refresh_all],
     resources=resources(),
     # Used only when a run's config names it (the CLI does); the UI keeps its defaults.
