@@ -54,6 +54,9 @@ class Expr:
     type: str = "JSON"        # for "val": JSON, VARCHAR, BOOLEAN, BIGINT or DOUBLE
     single: bool = False      # a "coll" known to hold at most one item
     root: bool = False        # the resource itself (its fields are pre-extracted)
+    # For a member access: the member's JSON text as extracted (NULL when absent, an
+    # array for a repeating element), so first()/exists() need not build the list.
+    raw: str | None = None
 
 
 @dataclass
@@ -92,7 +95,8 @@ def raise_sql(message: str) -> str:
 
 
 def _simple(sql: str) -> bool:
-    return len(sql) < 40 or re.fullmatch(r"[\w\[\]]+", sql) is not None
+    """Cheap to evaluate twice: a column or lambda variable, maybe indexed, or a literal."""
+    return re.fullmatch(r"[\w\[\]\-]+|'[^']*'", sql) is not None
 
 
 def let(sql: str, body, names: Names) -> str:
@@ -108,10 +112,24 @@ def json_path(name: str) -> str:
     return sql_string('$."' + name.replace('"', '\\"') + '"')
 
 
+# json_extract returns minified JSON, so its first character gives the value's kind
+# without parsing it again.
 def _normalize(j: str) -> str:
-    """A JSON member value (maybe NULL, null, a value or an array) → JSON[]."""
-    return (f"CASE coalesce(json_type({j}), 'NULL') WHEN 'ARRAY' THEN CAST({j} AS JSON[]) "
-            f"WHEN 'NULL' THEN {EMPTY} ELSE [{j}] END")
+    """A member's JSON text (maybe NULL, null, a value or an array) → JSON[]."""
+    return (f"CASE WHEN starts_with({j}, '[') THEN CAST({j} AS JSON[]) "
+            f"WHEN {j} IS NULL OR {j} = 'null' THEN {EMPTY} ELSE [{j}] END")
+
+
+def _first_of_raw(j: str) -> str:
+    return (f"CASE WHEN starts_with({j}, '[') THEN json_extract({j}, '$[0]') "
+            f"WHEN {j} = 'null' THEN NULL ELSE {j} END")
+
+
+def single_of_raw(j: str, what: str) -> str:
+    """The one item of a member's JSON text; more than one is an error."""
+    return (f"CASE WHEN starts_with({j}, '[') THEN CASE WHEN json_array_length({j}) > 1 "
+            f"THEN {raise_sql(what + ' returned more than one item')} "
+            f"ELSE json_extract({j}, '$[0]') END WHEN {j} = 'null' THEN NULL ELSE {j} END")
 
 
 def to_json(e: Expr) -> str:
@@ -131,6 +149,8 @@ def as_val(e: Expr, names: Names, what: str) -> Expr:
         return e
     if e.single:
         return Expr(f"{e.sql}[1]", "val")
+    if e.raw:
+        return Expr(let(e.raw, lambda j: single_of_raw(j, what), names), "val")
     return Expr(let(e.sql, lambda c: f"CASE WHEN len({c}) > 1 THEN "
                 f"{raise_sql(what + ' returned more than one item')} ELSE {c}[1] END",
                 names), "val")
@@ -175,14 +195,15 @@ def as_bool(e: Expr, names: Names, strict_what: str | None = None) -> str:
 def member(base: Expr, name: str, scope: Scope) -> Expr:
     names = scope.names
     if base.root:
-        return Expr(let(names.root_field(name), _normalize, names), "coll")
+        raw = names.root_field(name)
+        return Expr(let(raw, _normalize, names), "coll", raw=raw)
     if base.kind == "val" and base.type != "JSON":
         return Expr(EMPTY, "coll", single=True)          # primitives have no children
     if base.kind == "coll" and base.single:
         base = Expr(f"{base.sql}[1]", "val")
     if base.kind == "val":
-        return Expr(let(f"json_extract({base.sql}, {json_path(name)})", _normalize, names),
-                    "coll")
+        raw = f"json_extract({base.sql}, {json_path(name)})"
+        return Expr(let(raw, _normalize, names), "coll", raw=raw)
     x = names.fresh("x")
     inner = member(Expr(x, "val"), name, scope).sql
     return Expr(f"flatten(list_transform({base.sql}, lambda {x}: {inner}))", "coll")
@@ -284,6 +305,8 @@ class Compiler:
     def fn_first(self, base_node, args):
         self._nargs("first", args, 0, 0)
         base = self._base(base_node)
+        if base.raw:
+            return Expr(let(base.raw, _first_of_raw, self.names), "val")
         return base if base.kind == "val" else Expr(f"{base.sql}[1]", "val")
 
     def fn_last(self, base_node, args):
@@ -315,6 +338,9 @@ class Compiler:
         base = self.fn_where(base_node, args) if args else self._base(base_node)
         if base.kind == "val":
             return Expr(f"({base.sql} IS NOT NULL)", "val", "BOOLEAN")
+        if base.raw:
+            return Expr(let(base.raw, lambda j: f"coalesce({j} NOT IN ('null', '[]'), false)",
+                            self.names), "val", "BOOLEAN")
         return Expr(f"(len({base.sql}) > 0)", "val", "BOOLEAN")
 
     def fn_empty(self, base_node, args):

@@ -172,14 +172,7 @@ class ViewCompiler:
             x = self.names.fresh("x")
             return (f"list_transform({c.sql}, lambda {x}: {cast(Expr(x, 'val'), t)})",
                     f"{t}[]")
-        if e.kind == "coll" and not e.single:
-            item = let(e.sql, lambda c: (
-                f"CASE WHEN len({c}) > 1 THEN " + raise_sql(
-                    f"column {name!r} got more than one value; use a path that returns "
-                    f"one (e.g. .first()) or set collection: true") +
-                f" ELSE {c}[1] END"), self.names)
-            e = Expr(item, "val")
-        v = as_val(e, self.names, f"column {name!r}")
+        v = as_val(e, self.names, f"column {name!r} (not collection: true)")
         return f"CAST({cast(v, t)} AS {t})", t
 
     def body(self, node: dict, this: Expr, idx: str, top_level: bool) -> Rows:
