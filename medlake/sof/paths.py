@@ -57,6 +57,7 @@ class Expr:
     # For a member access: the member's JSON text as extracted (NULL when absent, an
     # array for a repeating element), so first()/exists() need not build the list.
     raw: str | None = None
+    fhir_type: str | None = None   # the FHIR type ofType() selected, when known
 
 
 @dataclass
@@ -222,6 +223,36 @@ def type_name(arg) -> str:
     return _SYSTEM_TYPES.get(name, name)
 
 
+def _time_boundary(t: str, high: bool) -> str:
+    """A time without zone, 'HH', 'HH:MM', 'HH:MM:SS' or with a fraction, padded to ms."""
+    fill = "23:59:59.999" if high else "00:00:00.000"
+    return (f"CASE WHEN length({t}) <= 8 THEN {t} || right({sql_string(fill)}, "
+            f"12 - length({t})) ELSE rpad(left({t}, 12), 12, {sql_string('9' if high else '0')})"
+            f" END")
+
+
+def _boundary_sql(x: str, high: bool, is_datetime: bool) -> str:
+    s = f"json_extract_string({x}, '$')"
+    decimals = f"CAST(length(split_part({s}, '.', 2)) AS INTEGER)"
+    number = (f"round(CAST({s} AS DOUBLE) {'+' if high else '-'} 0.5 * pow(10, -{decimals}),"
+              f" {decimals} + 1)")
+    day = f"split_part({s}, 'T', 1)"
+    date = (f"CASE length({day}) WHEN 4 THEN {day} || {sql_string('-12-31' if high else '-01-01')}"
+            f" WHEN 7 THEN " + (f"strftime(last_day(CAST({day} || '-01' AS DATE)), '%Y-%m-%d')"
+                                if high else f"{day} || '-01'") + f" ELSE {day} END")
+    clock = f"split_part({s}, 'T', 2)"
+    zone = f"regexp_extract({clock}, '(Z|[+-][0-9][0-9]:[0-9][0-9])$')"
+    bare = f"regexp_replace({clock}, '(Z|[+-][0-9][0-9]:[0-9][0-9])$', '')"
+    default_zone = sql_string("-12:00" if high else "+14:00")
+    datetime = (f"{date} || 'T' || {_time_boundary(bare, high)} || "
+                f"CASE WHEN {zone} = '' THEN {default_zone} ELSE {zone} END")
+    time = _time_boundary(s, high)
+    dt_test = "true" if is_datetime else f"contains({s}, 'T')"
+    return (f"CASE WHEN json_type({x}) IN {NUMERIC_JSON} THEN to_json({number}) "
+            f"WHEN regexp_matches({s}, '^[0-9][0-9](:|$)') THEN to_json({time}) "
+            f"WHEN {dt_test} THEN to_json({datetime}) ELSE to_json({date}) END")
+
+
 class Compiler:
     """Compiles one parsed FHIRPath expression in a Scope."""
 
@@ -381,7 +412,8 @@ class Compiler:
         if base_node[0] == "member":
             # A choice element: value.ofType(Quantity) is the JSON member valueQuantity.
             parent = self.compile(base_node[1])
-            return member(parent, base_node[2] + t[0].upper() + t[1:], self.scope)
+            return replace(member(parent, base_node[2] + t[0].upper() + t[1:], self.scope),
+                           fhir_type=t)
         base = self._base(base_node)
         if base.kind == "val" and base.type != "JSON":
             return base
@@ -440,6 +472,26 @@ class Compiler:
         x, y = self.names.fresh("x"), self.names.fresh("y")
         return Expr(f"list_filter(list_transform({base.sql}, lambda {x}: to_json({key(x)})),"
                     f" lambda {y}: {y} IS NOT NULL)", "coll")
+
+    def fn_lowBoundary(self, base_node, args):
+        return self.boundary(base_node, args, high=False)
+
+    def fn_highBoundary(self, base_node, args):
+        return self.boundary(base_node, args, high=True)
+
+    def boundary(self, base_node, args, high: bool) -> Expr:
+        """The least/greatest value a decimal, date, dateTime or time could stand for,
+        given the precision it was written with."""
+        self._nargs("boundary", args, 0, 0)
+        base = self._base(base_node)
+        is_datetime = base.fhir_type in ("dateTime", "instant")
+        v = as_val(base, self.names, "lowBoundary()/highBoundary()")
+        if v.type in ("BIGINT", "DOUBLE"):
+            v = Expr(f"to_json({v.sql})", "val")
+        elif v.type != "JSON":
+            v = Expr(f"to_json({cast(v, 'VARCHAR')})", "val")
+        return Expr(let(v.sql, lambda x: _boundary_sql(x, high, is_datetime), self.names),
+                    "val")
 
     def fn_iif(self, base_node, args):
         self._nargs("iif", args, 2, 3)
