@@ -13,7 +13,7 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 
-from medlake.sof.errors import RUNTIME_MARKER, ViewDefinitionError
+from medlake.sof.errors import ViewDefinitionError, raised_by_view
 from medlake.sof.view import ViewCompiler
 
 __all__ = ["ViewDefinitionError", "compile_view", "load_view", "run_view"]
@@ -54,9 +54,4 @@ def run_view(con, view: dict, source: str = "bronze.fhir_resources", *,
     try:
         return con.sql(sql).to_arrow_table()
     except duckdb.Error as e:
-        message = str(e)
-        if RUNTIME_MARKER in message:
-            detail = message.split(RUNTIME_MARKER, 1)[1]
-            raise ViewDefinitionError(f"view {view.get('name', view.get('resource'))!r}: "
-                                      f"{detail}") from e
-        raise
+        raise (raised_by_view(e, view) or e) from e
