@@ -14,10 +14,11 @@
     left join {{ ref('int_patient_identity') }} i on i.patient_ref = v.patient_ref
 {%- endmacro %}
 
-{# A FHIR dateTime/instant → TIMESTAMP (UTC) shifted by the person's offset. Works on
+{# A FHIR dateTime/instant → TIMESTAMP shifted by the person's offset. The wall-clock time
+   as recorded (offset dropped), so it always falls on the shifted date below. Works on
    text and on typed values alike. #}
 {% macro shifted_ts(expr, days='shift_days') -%}
-  (timezone('UTC', try_cast(cast({{ expr }} as varchar) as timestamptz)) + {{ days }} * interval 1 day)
+  (try_cast(replace(left(cast({{ expr }} as varchar), 19), 'T', ' ') as timestamp) + {{ days }} * interval 1 day)
 {%- endmacro %}
 
 {# Same, as a DATE (also for FHIR dates without a time). #}
