@@ -458,14 +458,14 @@ class Compiler:
         self._nargs("getReferenceKey", args, 0, 1)
         wanted = type_name(args[0]) if args else None
         base = self._base(base_node)
-        # `[Type/]id` at the end of a relative or absolute reference, maybe versioned.
-        pattern = sql_string(r"([A-Za-z]+)/([A-Za-z0-9\-\.]{1,64})(/_history/[^/]+)?$")
-
+        # `Type/id` at the end of a relative or absolute reference, maybe versioned;
+        # split_part rather than a regex: this runs for every reference of every row.
         def key(node: str) -> str:
-            return let(f"json_extract_string({node}, '$.reference')", lambda ref: (
-                f"CASE WHEN regexp_extract({ref}, {pattern}, 1) = {sql_string(wanted)} "
-                f"THEN nullif(regexp_extract({ref}, {pattern}, 2), '') END" if wanted else
-                f"nullif(regexp_extract({ref}, {pattern}, 2), '')"), self.names)
+            ref = f"split_part(json_extract_string({node}, '$.reference'), '/_history/', 1)"
+            type_ok = "<> ''" if wanted is None else f"= {sql_string(wanted)}"
+            return let(ref, lambda r: (
+                f"CASE WHEN split_part({r}, '/', -2) {type_ok} "
+                f"THEN nullif(split_part({r}, '/', -1), '') END"), self.names)
         if base.kind == "val" or base.single:
             node = base.sql if base.kind == "val" else f"{base.sql}[1]"
             return Expr(key(node), "val", "VARCHAR")
