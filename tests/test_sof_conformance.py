@@ -55,15 +55,11 @@ def test_case(case, results, databases):
 
 
 def test_report_format():
-    """The report has the shape of the suite's test-report.schema.json."""
-    fake = {CASES[0]: None, CASES[-1]: "why"}
-    doc = report(fake)
-    schema = json.loads((SUITE / "test-report.schema.json").read_text())
-    assert set(schema) >= {"patternProperties"}
-    for file, body in doc.items():
-        assert set(body) == {"tests"} and body["tests"]
-        for t in body["tests"]:
-            assert isinstance(t["name"], str) and isinstance(t["result"]["passed"], bool)
+    """The report validates against the suite's test-report.schema.json."""
+    import jsonschema
+
+    doc = report({CASES[0]: None, CASES[-1]: "why"})
+    jsonschema.validate(doc, json.loads((SUITE / "test-report.schema.json").read_text()))
     assert doc[CASES[-1].file]["tests"][-1]["result"] == {
         "passed": False, "error": "why", "details": {"experimental": CASES[-1].experimental}}
 
