@@ -16,10 +16,6 @@ class MedlakeTranslator(DagsterDbtTranslator):
 
     def get_asset_key(self, props: Mapping[str, Any]) -> dg.AssetKey:
         if props["resource_type"] == "source":
-            if props["source_name"] == "sof":
-                # SQL-on-FHIR views are compiled over bronze.fhir_resources when dbt
-                # connects: in the asset graph they are that table.
-                return dg.AssetKey(["bronze", "fhir_resources"])
             return dg.AssetKey([props["source_name"], props["name"]])
         return dg.AssetKey([props["schema"], props.get("alias") or props["name"]])
 

@@ -5,6 +5,7 @@
    source_sha256) joined to the person's identity: person_key, date shift, and the
    identifier values free text is scrubbed of. #}
 {% macro sof_base(view) -%}
+    -- lineage: the view reads {{ source('bronze', 'fhir_resources') }}
     select
         v.*,
         i.person_key,

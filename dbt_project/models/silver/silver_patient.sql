@@ -3,6 +3,7 @@
 -- identifiers, dates shifted per person, no names, addresses (state kept, as Safe Harbor
 -- allows) or contact details.
 with patients as (
+    -- lineage: the view reads {{ source('bronze', 'fhir_resources') }}
     select
         v.*,
         i.person_key,
