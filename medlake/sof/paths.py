@@ -311,8 +311,8 @@ class Compiler:
     def sub(self, this: Expr) -> Compiler:
         return Compiler(replace(self.scope, this=this))
 
-    def lambda_over(self, coll: Expr, body_node, fn):
-        """(var, compiled body) for a lambda over the items of `coll`."""
+    def lambda_over(self, body_node, fn):
+        """(var, fn(compiled body)) for a lambda whose $this is each item in turn."""
         x = self.names.fresh("x")
         return x, fn(self.sub(Expr(x, "val")).compile(body_node))
 
@@ -392,14 +392,14 @@ class Compiler:
     def fn_where(self, base_node, args):
         self._nargs("where", args, 1, 1)
         base = as_coll(self._base(base_node), self.names)
-        x, cond = self.lambda_over(base, args[0], lambda e: as_bool(e, self.names))
+        x, cond = self.lambda_over(args[0], lambda e: as_bool(e, self.names))
         return Expr(f"list_filter({base.sql}, lambda {x}: coalesce({cond}, false))", "coll",
                     single=base.single)
 
     def fn_select(self, base_node, args):
         self._nargs("select", args, 1, 1)
         base = as_coll(self._base(base_node), self.names)
-        x, items = self.lambda_over(base, args[0], lambda e: as_coll(e, self.names).sql)
+        x, items = self.lambda_over(args[0], lambda e: as_coll(e, self.names).sql)
         return Expr(f"flatten(list_transform({base.sql}, lambda {x}: {items}))", "coll")
 
     def fn_not(self, base_node, args):

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from medlake.sof.errors import ViewDefinitionError
 from medlake.sof.paths import (EMPTY, Expr, Names, Scope, as_bool, as_coll, as_val, cast,
-                               compile_path, let, raise_sql, sql_string)
+                               compile_path, let, sql_string)
 
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 
