@@ -30,6 +30,7 @@ test: install
 
 bench: install
 	$(PY) bench/ingest.py
+	$(PY) bench/ehr_build.py
 	$(PY) bench/embed.py
 	$(PY) bench/sof.py
 
