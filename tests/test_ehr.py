@@ -2,6 +2,7 @@
 the OMOP gold layer and its concept seed, on real Delta, DuckDB and dbt."""
 import csv
 import json
+import re
 import subprocess
 from pathlib import Path
 
@@ -258,3 +259,31 @@ def test_synthea_bundles_fill_silver_and_omop_gold_with_matching_counts(home, sh
     assert conditions["rows"] == expected["gold.condition_occurrence"]
     assert 0 < conditions["share"] < 1  # some Synthea codes are in the seed, many are not
     assert conditions["unknown_codes"]  # ...and the check names them
+
+
+def test_pipeline_builds_every_ehr_table_without_identifiers(demo):
+    """On the session's demo lake (the whole pipeline, bad files included): each silver
+    table has one row per landed resource of its type, and no identifier value from the
+    landing files appears in any EHR silver or OMOP gold table."""
+    from tests.test_e2e import _phi_values, landing_resources
+
+    resources = landing_resources(demo)
+    per_type = {}
+    for r in resources:
+        per_type[r["resourceType"]] = per_type.get(r["resourceType"], 0) + 1
+    for table, kind in [("silver.encounter", "Encounter"), ("silver.condition", "Condition"),
+                        ("silver.observation", "Observation"), ("silver.procedure", "Procedure"),
+                        ("silver.medication_request", "MedicationRequest"),
+                        ("silver.immunization", "Immunization"),
+                        ("silver.allergy_intolerance", "AllergyIntolerance"),
+                        ("silver.diagnostic_report", "DiagnosticReport"),
+                        ("silver.imaging_study_fhir", "ImagingStudy"),
+                        ("gold.visit_occurrence", "Encounter"), ("gold.person", "Patient")]:
+        assert lake.read(table, "SELECT count(*) FROM t").column(0)[0].as_py() == per_type.get(kind, 0), table
+    # Imaging reports link to their study by the same derived key the DICOM side uses.
+    linked = lake.read("silver.diagnostic_report", "SELECT count(*) FROM t WHERE study_uid LIKE '2.25.%'")
+    assert linked.column(0)[0].as_py() == per_type["ImagingStudy"] > 0
+    phi = _phi_values(demo)
+    for table in lake.list_tables("silver") + lake.list_tables("gold"):
+        text = json.dumps(lake.read(table).to_pylist(), default=str)
+        assert not [v for v in phi if re.search(rf"(?<!\w){re.escape(v)}(?!\w)", text)], table
