@@ -30,9 +30,11 @@ test: install
 
 bench: install
 	$(PY) bench/ingest.py
+	$(PY) bench/ehr_build.py
 	$(PY) bench/embed.py
 	$(PY) bench/quality.py
 	$(PY) bench/vcf.py
+	$(PY) bench/sof.py
 
 dev: install
 	$(PY) -c 'from medlake.pipeline import ensure_dagster_home; ensure_dagster_home()'

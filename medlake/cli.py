@@ -91,6 +91,22 @@ def cmd_audit(args) -> int:
     return 0
 
 
+def cmd_sof_run(args) -> int:
+    from pathlib import Path
+
+    from medlake.sof import ViewDefinitionError, load_view
+    from medlake.sof.files import run_to_file
+
+    try:
+        n = run_to_file(load_view(args.view), [Path(p) for p in args.resources], args.format,
+                        Path(args.output) if args.output else None)
+    except (ViewDefinitionError, ValueError, OSError) as e:
+        print(f"medlake sof run: {e}", file=sys.stderr)
+        return 2
+    print(f"{n} rows" + (f" written to {args.output}" if args.output else ""), file=sys.stderr)
+    return 0
+
+
 def cmd_env(args) -> int:
     print("| variable | default | meaning |\n| --- | --- | --- |")
     for name, (default, meaning) in ENV_VARS.items():
@@ -125,6 +141,14 @@ def main(argv: list[str] | None = None) -> int:
     au.add_argument("key", nargs="?", help="the row's key, for `row`")
     au.add_argument("--html", metavar="PATH", help="also write an HTML report")
     au.set_defaults(fn=cmd_audit)
+    sof = sub.add_parser("sof", help="SQL on FHIR v2 ViewDefinitions, run in DuckDB")
+    sof_sub = sof.add_subparsers(dest="sof_command", required=True)
+    s = sof_sub.add_parser("run", help="run a ViewDefinition over FHIR NDJSON / Bundle files")
+    s.add_argument("view", help="ViewDefinition JSON file")
+    s.add_argument("resources", nargs="+", help="FHIR NDJSON, Bundle or resource JSON files")
+    s.add_argument("--format", choices=["csv", "ndjson", "parquet"], default="csv")
+    s.add_argument("-o", "--output", help="output file (default: stdout; required for parquet)")
+    s.set_defaults(fn=cmd_sof_run)
 
     e = sub.add_parser("env", help="print the environment variables medlake reads")
     e.set_defaults(fn=cmd_env)

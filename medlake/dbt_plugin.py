@@ -5,7 +5,10 @@
   model in one dbt invocation reads the same snapshot (and dbt sources need no plugin).
   It also registers `person_key`, `pseudonym`, `date_shift_days`, `derived_uid` and
   `scrub_text`, so
-  SQL models de-identify with the same code as the Python assets.
+  SQL models de-identify with the same code as the Python assets. Last, every SQL-on-FHIR
+  ViewDefinition in `dbt_project/views/*.json` is compiled to DuckDB SQL over
+  `bronze.fhir_resources` and created as a view `sof.<name>` (the dbt source `sof`),
+  which the silver models de-identify.
 - `store`: an `external` model is committed as a Delta table `<schema>.<alias>`, but only
   when its content changed, so a rebuild on unchanged input leaves versions alone.
 
@@ -14,12 +17,45 @@ Wired in `dbt_project/profiles.yml` as `{module: medlake.dbt_plugin, alias: medl
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import duckdb
 from dbt.adapters.duckdb.plugins import BasePlugin
 
 from medlake import lake, privacy
 from medlake.config import get_settings
+
+
+VIEWS_DIR = Path(__file__).resolve().parents[1] / "dbt_project" / "views"
+SOF_CARRY = ("patient_ref", "batch_id", "source_sha256")
+
+# bronze.fhir_resources before anything landed: the ViewDefinitions still compile and
+# select nothing, so a first `dbt build` on an empty lake succeeds.
+_EMPTY_FHIR = ("SELECT NULL::VARCHAR AS resource_type, NULL::VARCHAR AS resource_id, "
+               "NULL::VARCHAR AS patient_ref, NULL::TIMESTAMPTZ AS last_updated, "
+               "NULL::VARCHAR AS resource, NULL::VARCHAR AS source_uri, "
+               "NULL::VARCHAR AS source_sha256, NULL::VARCHAR AS batch_id, "
+               "NULL::TIMESTAMPTZ AS ingested_at WHERE false")
+
+
+def create_sof_views(cur: duckdb.DuckDBPyConnection, folder: Path = VIEWS_DIR) -> list[str]:
+    """Compile each ViewDefinition in `folder` into a DuckDB view `sof.<name>`, whose rows
+    start with the bronze columns in SOF_CARRY."""
+    from medlake.sof import compile_view
+
+    names = []
+    cur.execute("CREATE SCHEMA IF NOT EXISTS sof").fetchall()
+    for path in sorted(folder.glob("*.json")):
+        try:
+            # Provenance and the compartment's patient ride along on every row.
+            sql = compile_view(json.loads(path.read_text()), source="bronze.fhir_resources",
+                               carry=SOF_CARRY)
+        except Exception as e:
+            raise ValueError(f"ViewDefinition {path.name} does not compile ({e}); fix the "
+                             "JSON (try it with `medlake sof run`).") from e
+        cur.execute(f"CREATE OR REPLACE VIEW sof.{path.stem} AS {sql}").fetchall()
+        names.append(path.stem)
+    return names
 
 
 def _scrub(text, known_json, days):
@@ -61,6 +97,9 @@ class Plugin(BasePlugin):
             for table in lake.list_tables("bronze"):
                 scan = lake.scan_sql(lake.open_table(table))
                 cur.execute(f"CREATE OR REPLACE VIEW {table} AS SELECT * FROM {scan}").fetchall()
+            if "bronze.fhir_resources" not in lake.list_tables("bronze"):
+                cur.execute(f"CREATE OR REPLACE VIEW bronze.fhir_resources AS {_EMPTY_FHIR}").fetchall()
+            create_sof_views(cur)
         finally:
             cur.close()
 

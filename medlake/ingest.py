@@ -115,6 +115,13 @@ def ingested_hashes(modality: str) -> set[str]:
     return set(got.column(0).to_pylist()) if got.num_columns else set()
 
 
+def to_table(rows: list[dict], schema: pa.Schema) -> pa.Table:
+    """Rows → Arrow, column by column: several times faster than `Table.from_pylist`,
+    which dominated FHIR ingestion (timestamps above all)."""
+    return pa.Table.from_arrays([pa.array([r.get(f.name) for r in rows], f.type) for f in schema],
+                                schema=schema)
+
+
 def _dedupe(rows: pa.Table, keys: list[str], order: str | None) -> pa.Table:
     """One row per key within a batch (MERGE needs unique source keys): the latest by
     `order` when given, else the last seen."""
@@ -194,7 +201,7 @@ class _Buffer:
     def add(self, table: str, rows: list[dict] | pa.Table, digest: str, provenance: dict) -> int:
         spec = self.specs[table]
         if not isinstance(rows, pa.Table):
-            rows = pa.Table.from_pylist(rows, spec.schema)
+            rows = to_table(rows, spec.schema)
         for name, value in provenance.items():
             column = pa.repeat(pa.scalar(value, spec.schema.field(name).type), rows.num_rows)
             if name in rows.column_names:

@@ -5,6 +5,7 @@ import dagster as dg
 
 from assets import governance, transform
 from assets.ehr import assets as ehr
+from assets.ehr.omop import omop_checks
 from assets.genomics import assets as genomics
 from assets.imaging import assets as imaging
 from assets.retrieval import assets as retrieval
@@ -31,7 +32,7 @@ defs = dg.Definitions(
     assets=assets,
     asset_checks=[*gx_checks_for(asset_keys),
                   phi_guard([k for k in asset_keys if k.path[0] in ("silver", "gold")]),
-                  genomics.samples_linked],
+                  genomics.samples_linked, *omop_checks],
     jobs=[refresh_all, jobs.lake_maintenance],
     schedules=[jobs.nightly_refresh, jobs.nightly_maintenance],
     sensors=[sensors.landing_sensor(ehr.FHIR, "fhir", ehr.fhir_assets),

@@ -31,7 +31,7 @@ def _manifest_is_stale() -> bool:
         return True
     built = manifest.stat().st_mtime
     sources = [DBT_DIR / "dbt_project.yml", DBT_DIR / "profiles.yml",
-               *DBT_DIR.glob("models/**/*"), *DBT_DIR.glob("macros/**/*"),
+               *DBT_DIR.glob("models/**/*"), *DBT_DIR.glob("macros/**/*"), *DBT_DIR.glob("seeds/**/*"),
                *DBT_DIR.glob("tests/**/*")]
     return any(p.is_file() and p.stat().st_mtime > built for p in sources)
 

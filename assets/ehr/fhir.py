@@ -7,6 +7,7 @@ references mean the same thing once the Bundle is taken apart.
 from __future__ import annotations
 
 import gzip
+import re
 from datetime import datetime
 from pathlib import Path
 
@@ -55,40 +56,61 @@ def _timestamp(value) -> datetime | None:
         return None
 
 
-def _resolve(node, refs: dict[str, str]):
-    """Rewrite every `reference` that is a Bundle-local urn:uuid, in place."""
-    stack = [node]
-    while stack:
-        cur = stack.pop()
-        if isinstance(cur, dict):
-            ref = cur.get("reference")
-            if isinstance(ref, str) and ref in refs:
-                cur["reference"] = refs[ref]
-            stack.extend(v for v in cur.values() if isinstance(v, (dict, list)))
-        elif isinstance(cur, list):
-            stack.extend(v for v in cur if isinstance(v, (dict, list)))
+# orjson writes compact JSON, so a reference is always this exact byte pattern; rewriting
+# the serialized bytes is ~10x cheaper than walking every resource's tree in Python.
+_URN_REFERENCE = re.compile(rb'"reference":"urn:uuid:[^"\\]*"')
 
 
-def patient_ref(resource: dict) -> str | None:
+def _swaps(refs: dict[str, str]) -> dict[bytes, bytes]:
+    """Serialized `"reference":"<fullUrl>"` → `"reference":"Type/id"`, built once per Bundle
+    so that rewriting a match is one dictionary lookup."""
+    return {b'"reference":' + orjson.dumps(url): b'"reference":' + orjson.dumps(target)
+            for url, target in refs.items() if url.startswith("urn:uuid:")}
+
+
+def _resolve(raw: bytes, swaps: dict[bytes, bytes]) -> bytes:
+    """Rewrite every `reference` that is a Bundle-local urn:uuid to `Type/id`."""
+    if not swaps or b"urn:uuid:" not in raw:
+        return raw
+    get = swaps.get
+    return _URN_REFERENCE.sub(lambda m: get(m[0], m[0]), raw)
+
+
+def patient_ref(resource: dict, refs: dict[str, str] | None = None) -> str | None:
+    """`Patient/<id>` of the patient whose compartment holds the resource; `refs` maps a
+    Bundle's urn:uuid fullUrls to `Type/id`."""
     if resource.get("resourceType") == "Patient":
         return f"Patient/{resource.get('id')}"
     for link in PATIENT_LINKS:
         ref = resource.get(link)
-        if isinstance(ref, dict) and str(ref.get("reference", "")).startswith("Patient/"):
-            return ref["reference"]
+        if isinstance(ref, dict) and isinstance(ref.get("reference"), str):
+            value = ref["reference"]
+            if refs and value in refs:
+                value = refs[value]
+            if value.startswith("Patient/"):
+                return value
     return None
 
 
-def to_row(resource: dict) -> dict:
+def to_row(resource: dict, raw: bytes | None = None,
+           refs: dict[str, str] | None = None) -> dict:
+    """A bronze row; `raw` is the resource already serialized with its references
+    resolved through `refs`, which saves a second serialization."""
     return dict(
         resource_type=resource["resourceType"], resource_id=str(resource["id"]),
-        patient_ref=patient_ref(resource),
+        patient_ref=patient_ref(resource, refs),
         last_updated=_timestamp((resource.get("meta") or {}).get("lastUpdated")),
-        resource=orjson.dumps(resource).decode(),
+        resource=(raw if raw is not None else orjson.dumps(resource)).decode(),
     )
 
 
-def _check(resource, where: str) -> Problem | None:
+def _check(resource, where: str, entry=None) -> Problem | None:
+    if resource is None and isinstance(entry, dict) and (entry.get("request") or entry.get("response")):
+        # A DELETE request or a bare response (batch-response, transaction-response)
+        # carries no resource to store; say so rather than drop it quietly.
+        what = (entry.get("request") or {}).get("method") or "response"
+        return Problem(f"Bundle entry is a {what} without a resource, so there is nothing "
+                       "to store; bronze keeps resources, not requests.", where)
     if not isinstance(resource, dict):
         return Problem("Entry is not a JSON object, so it is not a FHIR resource.", where)
     if not resource.get("resourceType"):
@@ -108,19 +130,21 @@ def parse_bundle_or_resource(doc, out: Parsed) -> None:
             out.rows["bronze.fhir_resources"].append(to_row(doc))
         return
     entries = doc.get("entry") or []
-    refs = {}
+    refs: dict[str, str] = {}
     for e in entries:
-        r = (e or {}).get("resource") or {}
+        r = e.get("resource") if isinstance(e, dict) else None
         if isinstance(r, dict) and r.get("resourceType") and r.get("id") and e.get("fullUrl"):
-            refs[e["fullUrl"]] = f"{r['resourceType']}/{r['id']}"
+            refs[str(e["fullUrl"])] = f"{r['resourceType']}/{r['id']}"
+    swaps = _swaps(refs)
+    rows = out.rows["bronze.fhir_resources"]
     for i, e in enumerate(entries):
-        resource = (e or {}).get("resource")
-        problem = _check(resource, f"#entry={i}")
+        resource = e.get("resource") if isinstance(e, dict) else None
+        problem = _check(resource, f"#entry={i}", e)
         if problem:
             out.problems.append(problem)
             continue
-        _resolve(resource, refs)
-        out.rows["bronze.fhir_resources"].append(to_row(resource))
+        raw = _resolve(orjson.dumps(resource), swaps)
+        rows.append(to_row(resource, raw, refs))
 
 
 def parse(path: Path) -> Parsed:
