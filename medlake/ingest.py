@@ -5,10 +5,20 @@ module finds new files, hashes them, writes the rows with idempotent MERGEs, sen
 input to `bronze.quarantine`, and only then records each file in `bronze.ingest_log`.
 Because the log is written last, a run killed half-way re-processes the unfinished
 files next time, and the MERGEs make that re-processing harmless.
+
+Parsing is spread over a pool of processes (one per core) with a time bound per file,
+so one pathological file is quarantined instead of hanging the run. A file already
+logged with the same path, size and modification time is skipped without being read
+again; any other file is hashed, and skipped if its bytes were ingested before.
 """
 from __future__ import annotations
 
 import hashlib
+import multiprocessing
+import os
+import signal
+import threading
+from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -30,8 +40,11 @@ LOG_SCHEMA = pa.schema([
     ("source_uri", pa.string()), ("source_sha256", pa.string()), ("modality", pa.string()),
     ("status", pa.string()), ("rows", pa.int64()), ("problems", pa.int64()),
     ("size_bytes", pa.int64()), ("batch_id", pa.string()),
-    ("ingested_at", pa.timestamp("us", tz="UTC")),
+    ("ingested_at", pa.timestamp("us", tz="UTC")), ("mtime_ns", pa.int64()),
 ])
+# Below this many new files, starting worker processes costs more than it saves.
+POOL_MIN_FILES = 100
+PARSE_TIMEOUT_S = 60.0
 
 
 @dataclass
@@ -47,6 +60,7 @@ class Parsed:
     rows: dict[str, list[dict]] = field(default_factory=dict)  # table -> rows
     problems: list[Problem] = field(default_factory=list)
     fatal: bool = False  # the whole file is unusable
+    status: str | None = None  # the file's status in the log, when not data (a directory)
 
 
 @dataclass(frozen=True)
@@ -96,10 +110,27 @@ def find_files(root: Path, patterns: Iterable[str]) -> list[Path]:
     return sorted(found)
 
 
-def ingested_hashes(modality: str) -> set[str]:
-    got = lake.read(INGEST_LOG, f"SELECT DISTINCT source_sha256 FROM t "
-                                f"WHERE modality = '{modality}'")
-    return set(got.column(0).to_pylist()) if got.num_columns else set()
+def ingested(modality: str) -> tuple[set[str], set[tuple]]:
+    """What the log already holds for a modality: the content hashes, and the
+    (uri, size, mtime) stamps that let an unchanged file be skipped unread."""
+    got = lake.read(INGEST_LOG, "SELECT source_sha256, source_uri, size_bytes, mtime_ns "
+                                "FROM t WHERE modality = ?", [modality]).to_pylist()
+    return ({r["source_sha256"] for r in got},
+            {(r["source_uri"], r["size_bytes"], r["mtime_ns"]) for r in got})
+
+
+def _stamp(path: Path) -> tuple[str, int, int]:
+    st = path.stat()
+    return path.resolve().as_uri(), st.st_size, st.st_mtime_ns
+
+
+def _ensure_log() -> None:
+    dt = lake.ensure(INGEST_LOG, LOG_SCHEMA)
+    # Logs written before mtimes were recorded gain the column (NULL: hashed once more).
+    missing = [f for f in LOG_SCHEMA if f.name not in lake.arrow_schema(dt).names]
+    if missing:
+        from deltalake import Field
+        dt.alter.add_columns([Field.from_arrow(f) for f in missing])
 
 
 _EPOCH = datetime.min.replace(tzinfo=timezone.utc)
@@ -117,46 +148,130 @@ def _dedupe(rows: list[dict], keys: list[str], order: str | None) -> list[dict]:
     return list(best.values())
 
 
-def ingest(modality: Modality, root: Path, batch_id: str, *, chunk_files: int = 200,
-           progress: Callable[[int, int], None] | None = None) -> IngestSummary:
-    """Ingest every new file under `root` that matches the modality's patterns."""
+def ingest(modality: Modality, root: Path, batch_id: str, *, chunk_files: int = 1000,
+           progress: Callable[[int, int], None] | None = None, workers: int | None = None,
+           timeout_s: float = PARSE_TIMEOUT_S) -> IngestSummary:
+    """Ingest every new file under `root` that matches the modality's patterns, parsing
+    on `workers` processes (default: every core), each file within `timeout_s`."""
     summary = IngestSummary(modality.name)
     for spec in modality.tables:
         lake.ensure(spec.name, spec.schema)
     lake.ensure(QUARANTINE, QUARANTINE_SCHEMA)
-    lake.ensure(INGEST_LOG, LOG_SCHEMA)
+    _ensure_log()
 
     files = find_files(root, modality.patterns) if root.exists() else []
     summary.files_seen = len(files)
-    done = ingested_hashes(modality.name)
+    done, stamps = ingested(modality.name)
     todo = []
     for path in files:
+        stamp = _stamp(path)
+        if stamp in stamps:
+            summary.files_skipped += 1
+            continue
         digest = sha256_file(path)
         if digest in done:
             summary.files_skipped += 1
         else:
-            todo.append((path, digest))
+            todo.append((path, digest, stamp))
             done.add(digest)  # the same bytes under two names are ingested once
 
-    for start in range(0, len(todo), chunk_files):
-        _ingest_chunk(modality, todo[start:start + chunk_files], batch_id, summary)
-        if progress:
-            progress(min(start + chunk_files, len(todo)), len(todo))
+    with _Parser(modality.parse, workers or os.cpu_count() or 1, timeout_s,
+                 pooled=len(todo) >= POOL_MIN_FILES) as parser:
+        results = parser.map([path for path, _, _ in todo])
+        for start in range(0, len(todo), chunk_files):
+            chunk = todo[start:start + chunk_files]
+            parsed = [next(results) for _ in chunk]
+            _ingest_chunk(modality, chunk, parsed, batch_id, summary)
+            if progress:
+                progress(start + len(chunk), len(todo))
     return summary
 
 
-def _ingest_chunk(modality: Modality, chunk: list[tuple[Path, str]], batch_id: str,
-                  summary: IngestSummary) -> None:
+def _timed_out(signum, frame):
+    raise TimeoutError
+
+
+def parse_bounded(parse: Callable[[Path], Parsed], path: Path, timeout_s: float) -> Parsed:
+    """`parse(path)`, with any exception or overrun turned into a fatal Problem. The
+    time bound is an interval timer, which only the main thread of a process can set
+    (true in pool workers and in a plain CLI run)."""
+    bounded = threading.current_thread() is threading.main_thread()
+    if bounded:
+        old = signal.signal(signal.SIGALRM, _timed_out)
+        signal.setitimer(signal.ITIMER_REAL, timeout_s)
+    try:
+        return parse(path)
+    except TimeoutError:
+        return _overran(timeout_s)
+    except Exception as e:  # a parser bug must not take the batch down with it
+        return Parsed(problems=[Problem(f"Could not be read ({type(e).__name__}: {e}).")],
+                      fatal=True)
+    finally:
+        if bounded:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, old)
+
+
+def _overran(timeout_s: float) -> Parsed:
+    return Parsed(problems=[Problem(
+        f"Parsing took longer than {timeout_s:g} seconds, so the file was set aside; "
+        "check whether it is truncated or malformed.")], fatal=True)
+
+
+class _Parser:
+    """Parses files in order, in this process or on a pool of spawned processes (a
+    fork would copy the Delta and Dagster threads' locks). Work runs a bounded window
+    ahead of the caller, so parsing overlaps the caller's Delta writes. If a worker
+    stops answering (stuck where the timer cannot reach), the pool is replaced and the
+    file quarantined."""
+
+    def __init__(self, parse, workers: int, timeout_s: float, pooled: bool):
+        self.parse, self.workers, self.timeout_s = parse, workers, timeout_s
+        self.pooled = pooled and workers > 1
+        self.pool = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        if self.pool is not None:
+            self.pool.terminate()
+            self.pool.join()
+
+    def _submit(self, path: Path):
+        if self.pool is None:
+            self.pool = multiprocessing.get_context("spawn").Pool(self.workers)
+        return self.pool.apply_async(parse_bounded, (self.parse, path, self.timeout_s))
+
+    def map(self, paths: list[Path]):
+        if not self.pooled:
+            for path in paths:
+                yield parse_bounded(self.parse, path, self.timeout_s)
+            return
+        ahead = 64 * self.workers
+        pending: deque = deque()
+        queue = deque(paths)
+        while queue or pending:
+            while queue and len(pending) < ahead:
+                path = queue.popleft()
+                pending.append((path, self._submit(path)))
+            path, job = pending.popleft()
+            try:
+                yield job.get(timeout=self.timeout_s * 2 + 10)
+            except multiprocessing.TimeoutError:
+                yield _overran(self.timeout_s)
+                self.pool.terminate()
+                self.pool = None
+                queue.extendleft(reversed([p for p, _ in pending]))
+                pending.clear()
+
+
+def _ingest_chunk(modality: Modality, chunk: list[tuple[Path, str, tuple]],
+                  results: list[Parsed], batch_id: str, summary: IngestSummary) -> None:
     at = now()
     rows: dict[str, list[dict]] = {spec.name: [] for spec in modality.tables}
     quarantine, ledger = [], []
-    for path, digest in chunk:
-        uri = path.resolve().as_uri()
-        try:
-            parsed = modality.parse(path)
-        except Exception as e:  # a parser bug must not take the batch down with it
-            parsed = Parsed(problems=[Problem(f"Could not be read ({type(e).__name__}: {e}).")],
-                            fatal=True)
+    for (path, digest, (uri, size, mtime)), parsed in zip(chunk, results):
         n = 0
         if not parsed.fatal:
             for table, table_rows in parsed.rows.items():
@@ -170,14 +285,15 @@ def _ingest_chunk(modality: Modality, chunk: list[tuple[Path, str]], batch_id: s
                                    modality=modality.name, error=p.error, detected_at=at,
                                    batch_id=batch_id))
         summary.problems += len(parsed.problems)
-        status = "quarantined" if parsed.fatal else ("partial" if parsed.problems else "ingested")
+        status = "quarantined" if parsed.fatal else (
+            parsed.status or ("partial" if parsed.problems else "ingested"))
         if parsed.fatal:
             summary.files_quarantined += 1
         else:
             summary.files_ingested += 1
         ledger.append(dict(source_uri=uri, source_sha256=digest, modality=modality.name,
                            status=status, rows=n, problems=len(parsed.problems),
-                           size_bytes=path.stat().st_size, batch_id=batch_id, ingested_at=at))
+                           size_bytes=size, batch_id=batch_id, ingested_at=at, mtime_ns=mtime))
 
     for spec in modality.tables:
         order = "last_updated" if "last_updated" in spec.schema.names else None
