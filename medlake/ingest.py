@@ -113,10 +113,10 @@ def find_files(root: Path, patterns: Iterable[str]) -> list[Path]:
 def ingested(modality: str) -> tuple[set[str], set[tuple]]:
     """What the log already holds for a modality: the content hashes, and the
     (uri, size, mtime) stamps that let an unchanged file be skipped unread."""
-    got = lake.read(INGEST_LOG, "SELECT source_sha256, source_uri, size_bytes, mtime_ns "
-                                "FROM t WHERE modality = ?", [modality]).to_pylist()
+    # SELECT *: files written before a column was added do not carry it.
+    got = lake.read(INGEST_LOG, "SELECT * FROM t WHERE modality = ?", [modality]).to_pylist()
     return ({r["source_sha256"] for r in got},
-            {(r["source_uri"], r["size_bytes"], r["mtime_ns"]) for r in got})
+            {(r["source_uri"], r["size_bytes"], r.get("mtime_ns")) for r in got})
 
 
 def _stamp(path: Path) -> tuple[str, int, int]:
@@ -124,10 +124,11 @@ def _stamp(path: Path) -> tuple[str, int, int]:
     return path.resolve().as_uri(), st.st_size, st.st_mtime_ns
 
 
-def _ensure_log() -> None:
-    dt = lake.ensure(INGEST_LOG, LOG_SCHEMA)
-    # Logs written before mtimes were recorded gain the column (NULL: hashed once more).
-    missing = [f for f in LOG_SCHEMA if f.name not in lake.arrow_schema(dt).names]
+def _ensure(table: str, schema: pa.Schema) -> None:
+    """Create the table, or add the columns a newer parser or log version brings
+    (NULL in older rows; e.g. a log without mtimes hashes those files once more)."""
+    dt = lake.ensure(table, schema)
+    missing = [f for f in schema if f.name not in lake.arrow_schema(dt).names]
     if missing:
         from deltalake import Field
         dt.alter.add_columns([Field.from_arrow(f) for f in missing])
@@ -155,9 +156,9 @@ def ingest(modality: Modality, root: Path, batch_id: str, *, chunk_files: int = 
     on `workers` processes (default: every core), each file within `timeout_s`."""
     summary = IngestSummary(modality.name)
     for spec in modality.tables:
-        lake.ensure(spec.name, spec.schema)
+        _ensure(spec.name, spec.schema)
     lake.ensure(QUARANTINE, QUARANTINE_SCHEMA)
-    _ensure_log()
+    _ensure(INGEST_LOG, LOG_SCHEMA)
 
     files = find_files(root, modality.patterns) if root.exists() else []
     summary.files_seen = len(files)

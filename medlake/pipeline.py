@@ -11,7 +11,8 @@ from medlake.config import get_settings
 JOB = "refresh_all"
 LAKE_TABLES = ["bronze.fhir_resources", "bronze.dicom_instances", "bronze.vcf_variants",
                "bronze.vcf_genotypes", "bronze.vcf_samples", "bronze.quarantine",
-               "silver.patient", "silver.document", "gold.patient_360"]
+               "silver.patient", "silver.document", "gold.patient_360",
+               "silver.imaging_study", "gold.imaging_report"]
 
 
 @dataclass

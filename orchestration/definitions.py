@@ -17,7 +17,7 @@ refresh_all = dg.define_asset_job(
 defs = dg.Definitions(
     assets=[ehr.fhir_assets, imaging.dicom_assets, genomics.vcf_assets,
             governance.quarantine, transform.lake_models, retrieval.clinical_chunks],
-    asset_checks=gx_checks,
+    asset_checks=[*gx_checks, *imaging.imaging_checks],
     jobs=[refresh_all],
     resources=resources(),
     # Used only when a run's config names it (the CLI does); the UI keeps its defaults.

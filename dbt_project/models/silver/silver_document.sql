@@ -45,7 +45,7 @@ select
     end as doc_type_code,
     {{ shifted_date("coalesce(" ~ fhir_str('$.date') ~ ", " ~ fhir_str('$.effectiveDateTime') ~ ", " ~ fhir_str('$.issued') ~ ")") }} as doc_date,
     content_type,
-    scrub_text(raw_text, phi_values, shift_days) as text,
+    {{ scrub_fhir_text('raw_text') }} as text,
     batch_id as source_batch_id,
     source_sha256
 from decoded
