@@ -16,6 +16,9 @@ from __future__ import annotations
 from datetime import date
 from pathlib import Path
 
+import base64
+import struct
+
 import orjson
 import pyarrow as pa
 import pydicom
@@ -66,23 +69,31 @@ def _text(ds, keyword: str) -> str | None:
     return str(value).strip().strip("\x00") or None
 
 
-def _number(ds, keyword: str, kind=float):
-    text = _text(ds, keyword)
-    if text is None:
+# Columns are read from the JSON model already built (cheaper than asking pydicom again).
+def _first(doc: dict, tag: str):
+    values = doc.get(tag, {}).get("Value") or [None]
+    return values[0]
+
+
+def _str(doc: dict, tag: str) -> str | None:
+    value = _first(doc, tag)
+    if value is None or isinstance(value, dict):
         return None
+    return str(value).strip().strip("\x00") or None
+
+
+def _num(doc: dict, tag: str, kind=float):
+    value = _first(doc, tag)
     try:
-        return kind(float(text.split("\\")[0]))
+        return None if value is None else kind(float(value))
     except (TypeError, ValueError, OverflowError):
         return None
 
 
-def _numbers(ds, keyword: str) -> list[float] | None:
+def _nums(doc: dict, tag: str) -> list[float] | None:
     try:
-        value = ds.get(keyword)
-        values = list(value) if isinstance(value, (list, tuple, pydicom.multival.MultiValue)) \
-            else [value]
-        out = [float(v) for v in values if v not in (None, "")]
-    except (TypeError, ValueError, OverflowError):
+        out = [float(v) for v in doc.get(tag, {}).get("Value") or [] if v is not None]
+    except (TypeError, ValueError):
         return None
     return out or None
 
@@ -106,22 +117,84 @@ def _omitted(tag, raw: RawDataElement) -> dict:
     return {"vr": vr, "BulkDataURI": OMITTED}
 
 
-def header_json(ds: pydicom.Dataset) -> str:
-    """The DICOM JSON model of `ds`. Deferred and large raw values are marked as omitted
+# The DICOM JSON model straight from raw element bytes, for the common VRs: converting
+# each value through pydicom's element classes costs ~3x the header read itself, and
+# this runs for every file. Anything unusual falls back to pydicom (see `_raw_json`).
+_TEXT = {"LT", "ST", "UT", "UR"}  # single-valued, leading spaces significant
+_STRINGS = {"AE", "AS", "CS", "DA", "DT", "LO", "SH", "TM", "UC", "UI"} | _TEXT
+_BINARY = {"US": "H", "SS": "h", "UL": "L", "SL": "l", "FL": "f", "FD": "d", "SV": "q",
+           "UV": "Q"}
+_BYTES = {"OB", "OW", "OF", "OD", "OL", "OV"}  # not UN: pydicom may know the real VR
+
+
+def _raw_json(raw: RawDataElement, little_endian: bool) -> dict | None:
+    """JSON for one raw element, or None where pydicom must decide (implicit VR,
+    non-ASCII text needing the character set, odd numbers, empty components)."""
+    vr, value = raw.VR, raw.value
+    if vr not in _BINARY and vr not in _BYTES and vr not in _STRINGS | {"PN", "DS", "IS"}:
+        return None
+    if not value:
+        return {"vr": vr}
+    if vr in _BINARY:
+        fmt = _BINARY[vr]
+        size = struct.calcsize(fmt)
+        if len(value) % size:
+            return None
+        items = struct.unpack(f"{'<' if little_endian else '>'}{len(value) // size}{fmt}", value)
+        if vr in ("FL", "FD") and any(v != v or v in (float("inf"), float("-inf")) for v in items):
+            return None  # NaN / infinity are not JSON numbers
+        return {"vr": vr, "Value": list(items)}
+    if vr in _BYTES:
+        return {"vr": vr, "InlineBinary": base64.b64encode(value).decode()}
+    if not value.isascii():
+        return None
+    if vr in _TEXT:
+        text = value.decode("ascii").rstrip(" \x00")
+        return {"vr": vr, "Value": [text]} if text else {"vr": vr}
+    parts = value.decode("ascii").strip(" \x00").split("\\")
+    if parts == [""]:
+        return {"vr": vr}
+    if "" in parts:
+        return None
+    if vr == "PN":
+        values = []
+        for p in parts:
+            groups = dict(zip(("Alphabetic", "Ideographic", "Phonetic"), p.split("=")))
+            values.append({k: v for k, v in groups.items() if v})
+        return {"vr": vr, "Value": values}
+    if vr in ("DS", "IS"):
+        try:
+            numbers = [float(p) if vr == "DS" else int(p) for p in parts]
+        except ValueError:
+            return None
+        if vr == "DS" and any(v != v or v in (float("inf"), float("-inf")) for v in numbers):
+            return None
+        return {"vr": vr, "Value": numbers}
+    return {"vr": vr, "Value": parts}
+
+
+def header_json(ds: pydicom.Dataset) -> dict:
+    """The DICOM JSON model of `ds`, as a dict. Deferred and large raw values are marked as omitted
     without being read from disk; elements pydicom cannot convert are left out."""
     doc = {}
+    little_endian = getattr(ds, "original_encoding", (None, True))[1] is not False
     for tag in ds.keys():
         raw = ds.get_item(tag)
         key = f"{int(tag):08X}"
-        if isinstance(raw, RawDataElement) and (raw.value is None or raw.length > BULK_THRESHOLD):
-            doc[key] = _omitted(tag, raw)
-            continue
+        if isinstance(raw, RawDataElement):
+            if raw.value is None or raw.length > BULK_THRESHOLD:
+                doc[key] = _omitted(tag, raw)
+                continue
+            fast = _raw_json(raw, little_endian)
+            if fast is not None:
+                doc[key] = fast
+                continue
         try:
             doc[key] = ds[tag].to_json_dict(bulk_data_element_handler=lambda elem: OMITTED,
                                             bulk_data_threshold=BULK_THRESHOLD)
         except Exception:
             continue
-    return orjson.dumps(doc).decode()
+    return doc
 
 
 def read_header(path: Path) -> pydicom.FileDataset:
@@ -157,38 +230,38 @@ def parse(path: Path) -> Parsed:
     if meta is None:
         meta = pydicom.Dataset()
     sop_class = _text(ds, "SOPClassUID") or _text(meta, "MediaStorageSOPClassUID")
-    if sop_class == MEDIA_DIRECTORY or "DirectoryRecordSequence" in ds:
+    if sop_class == MEDIA_DIRECTORY or 0x00041220 in ds:
         # A DICOMDIR indexes files that are ingested on their own; it is not an image.
         return Parsed(status="directory")
-    sop = _text(ds, "SOPInstanceUID")
-    if not sop:
-        return Parsed(problems=[Problem("DICOM file has no SOPInstanceUID, so the instance "
-                                        "cannot be identified; re-export it with one.")],
-                      fatal=True)
     try:
-        header = header_json(ds)
+        doc = header_json(ds)
+        sop = _str(doc, "00080018")
+        if not sop:
+            return Parsed(problems=[Problem(
+                "DICOM file has no SOPInstanceUID, so the instance cannot be identified; "
+                "re-export it with one.")], fatal=True)
         row = dict(
             sop_instance_uid=sop,
-            study_instance_uid=_text(ds, "StudyInstanceUID"),
-            series_instance_uid=_text(ds, "SeriesInstanceUID"),
-            patient_ref=_text(ds, "PatientID"),
-            modality=_text(ds, "Modality"),
-            study_date=_date(_text(ds, "StudyDate")),
-            accession_number=_text(ds, "AccessionNumber"),
+            study_instance_uid=_str(doc, "0020000D"),
+            series_instance_uid=_str(doc, "0020000E"),
+            patient_ref=_str(doc, "00100020"),
+            modality=_str(doc, "00080060"),
+            study_date=_date(_str(doc, "00080020")),
+            accession_number=_str(doc, "00080050"),
             sop_class_uid=sop_class,
-            manufacturer=_text(ds, "Manufacturer"),
-            body_part=_text(ds, "BodyPartExamined"),
-            series_description=_text(ds, "SeriesDescription"),
-            header=header,
-            manufacturer_model=_text(ds, "ManufacturerModelName"),
-            study_description=_text(ds, "StudyDescription"),
-            series_number=_number(ds, "SeriesNumber", int),
-            instance_number=_number(ds, "InstanceNumber", int),
-            rows=_number(ds, "Rows", int),
-            columns=_number(ds, "Columns", int),
-            pixel_spacing=_numbers(ds, "PixelSpacing"),
-            slice_thickness=_number(ds, "SliceThickness"),
-            number_of_frames=_number(ds, "NumberOfFrames", int),
+            manufacturer=_str(doc, "00080070"),
+            body_part=_str(doc, "00180015"),
+            series_description=_str(doc, "0008103E"),
+            header=orjson.dumps(doc).decode(),
+            manufacturer_model=_str(doc, "00081090"),
+            study_description=_str(doc, "00081030"),
+            series_number=_num(doc, "00200011", int),
+            instance_number=_num(doc, "00200013", int),
+            rows=_num(doc, "00280010", int),
+            columns=_num(doc, "00280011", int),
+            pixel_spacing=_nums(doc, "00280030"),
+            slice_thickness=_num(doc, "00180050"),
+            number_of_frames=_num(doc, "00280008", int),
             transfer_syntax_uid=_text(meta, "TransferSyntaxUID"),
         )
     except Exception as e:
