@@ -78,6 +78,8 @@ class Modality:
     patterns: list[str]
     tables: list[TableSpec]
     parse: Callable[[Path], Parsed]
+    # Files per MERGE: fewer, larger commits are faster; each chunk's rows sit in memory.
+    chunk_files: int = 200
 
 
 @dataclass
@@ -121,7 +123,7 @@ def ingested(modality: str) -> tuple[set[str], set[tuple]]:
 
 def _stamp(path: Path) -> tuple[str, int, int]:
     st = path.stat()
-    return path.resolve().as_uri(), st.st_size, st.st_mtime_ns
+    return path.as_uri(), st.st_size, st.st_mtime_ns
 
 
 def _ensure(table: str, schema: pa.Schema) -> None:
@@ -149,7 +151,7 @@ def _dedupe(rows: list[dict], keys: list[str], order: str | None) -> list[dict]:
     return list(best.values())
 
 
-def ingest(modality: Modality, root: Path, batch_id: str, *, chunk_files: int = 1000,
+def ingest(modality: Modality, root: Path, batch_id: str, *, chunk_files: int | None = None,
            progress: Callable[[int, int], None] | None = None, workers: int | None = None,
            timeout_s: float = PARSE_TIMEOUT_S) -> IngestSummary:
     """Ingest every new file under `root` that matches the modality's patterns, parsing
@@ -160,7 +162,8 @@ def ingest(modality: Modality, root: Path, batch_id: str, *, chunk_files: int = 
     lake.ensure(QUARANTINE, QUARANTINE_SCHEMA)
     _ensure(INGEST_LOG, LOG_SCHEMA)
 
-    files = find_files(root, modality.patterns) if root.exists() else []
+    # Resolved once here, so each file's URI needs no filesystem walk of its own.
+    files = find_files(root.resolve(), modality.patterns) if root.exists() else []
     summary.files_seen = len(files)
     done, stamps = ingested(modality.name)
     todo = []
@@ -179,6 +182,7 @@ def ingest(modality: Modality, root: Path, batch_id: str, *, chunk_files: int = 
     with _Parser(modality.parse, workers or os.cpu_count() or 1, timeout_s,
                  pooled=len(todo) >= POOL_MIN_FILES) as parser:
         results = parser.map([path for path, _, _ in todo])
+        chunk_files = chunk_files or modality.chunk_files
         for start in range(0, len(todo), chunk_files):
             chunk = todo[start:start + chunk_files]
             parsed = [next(results) for _ in chunk]
