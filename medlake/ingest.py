@@ -167,20 +167,21 @@ def ingest(modality: Modality, root: Path, batch_id: str, *, chunk_files: int | 
     summary.files_seen = len(files)
     done, stamps = ingested(modality.name)
     todo = []
-    for path in files:
-        stamp = _stamp(path)
-        if stamp in stamps:
-            summary.files_skipped += 1
-            continue
-        digest = sha256_file(path)
-        if digest in done:
-            summary.files_skipped += 1
-        else:
+    with _Parser(modality.parse, workers or os.cpu_count() or 1, timeout_s) as parser:
+        for path in files:
+            stamp = _stamp(path)
+            if stamp in stamps:
+                summary.files_skipped += 1
+                continue
+            digest = sha256_file(path)
+            if digest in done:
+                summary.files_skipped += 1
+                continue
             todo.append((path, digest, stamp))
             done.add(digest)  # the same bytes under two names are ingested once
+            if len(todo) == POOL_MIN_FILES:
+                parser.start()  # workers start up while the rest is hashed
 
-    with _Parser(modality.parse, workers or os.cpu_count() or 1, timeout_s,
-                 pooled=len(todo) >= POOL_MIN_FILES) as parser:
         results = parser.map([path for path, _, _ in todo])
         chunk_files = chunk_files or modality.chunk_files
         for start in range(0, len(todo), chunk_files):
@@ -223,17 +224,21 @@ def _overran(timeout_s: float) -> Parsed:
         "check whether it is truncated or malformed.")], fatal=True)
 
 
-class _Parser:
-    """Parses files in order, in this process or on a pool of spawned processes (a
-    fork would copy the Delta and Dagster threads' locks). Work runs a bounded window
-    ahead of the caller, so parsing overlaps the caller's Delta writes. If a worker
-    stops answering (stuck where the timer cannot reach), the pool is replaced and the
-    file quarantined."""
+def _load(parse) -> None:
+    """Pool initializer: receiving `parse` imports its module before work arrives."""
 
-    def __init__(self, parse, workers: int, timeout_s: float, pooled: bool):
+
+class _Parser:
+    """Parses files in order, in this process or, once `start`ed, on a pool of spawned
+    processes (a fork would copy the Delta and Dagster threads' locks). Work runs a
+    bounded window ahead of the caller, so parsing overlaps the caller's Delta writes.
+    If a worker stops answering (stuck where the timer cannot reach), the pool is
+    replaced and the file quarantined."""
+
+    def __init__(self, parse, workers: int, timeout_s: float):
         self.parse, self.workers, self.timeout_s = parse, workers, timeout_s
-        self.pooled = pooled and workers > 1
         self.pool = None
+        self.pooled = False
 
     def __enter__(self):
         return self
@@ -243,10 +248,11 @@ class _Parser:
             self.pool.terminate()
             self.pool.join()
 
-    def _submit(self, path: Path):
-        if self.pool is None:
-            self.pool = multiprocessing.get_context("spawn").Pool(self.workers)
-        return self.pool.apply_async(parse_bounded, (self.parse, path, self.timeout_s))
+    def start(self) -> None:
+        if self.workers > 1:
+            self.pool = multiprocessing.get_context("spawn").Pool(
+                self.workers, initializer=_load, initargs=(self.parse,))
+            self.pooled = True
 
     def map(self, paths: list[Path]):
         if not self.pooled:
@@ -259,7 +265,10 @@ class _Parser:
         while queue or pending:
             while queue and len(pending) < ahead:
                 path = queue.popleft()
-                pending.append((path, self._submit(path)))
+                if self.pool is None:
+                    self.start()
+                job = self.pool.apply_async(parse_bounded, (self.parse, path, self.timeout_s))
+                pending.append((path, job))
             path, job = pending.popleft()
             try:
                 yield job.get(timeout=self.timeout_s * 2 + 10)
