@@ -43,7 +43,8 @@ LOG_SCHEMA = pa.schema([
     ("ingested_at", pa.timestamp("us", tz="UTC")), ("mtime_ns", pa.int64()),
 ])
 # Below this many new files, starting worker processes costs more than it saves.
-POOL_MIN_FILES = 100
+POOL_MIN_FILES = 500
+BATCH_FILES = 32
 PARSE_TIMEOUT_S = 60.0
 
 
@@ -218,6 +219,11 @@ def parse_bounded(parse: Callable[[Path], Parsed], path: Path, timeout_s: float)
             signal.signal(signal.SIGALRM, old)
 
 
+def parse_batch(parse: Callable[[Path], Parsed], paths: list[Path],
+                timeout_s: float) -> list[Parsed]:
+    return [parse_bounded(parse, p, timeout_s) for p in paths]
+
+
 def _overran(timeout_s: float) -> Parsed:
     return Parsed(problems=[Problem(
         f"Parsing took longer than {timeout_s:g} seconds, so the file was set aside; "
@@ -233,7 +239,7 @@ class _Parser:
     processes (a fork would copy the Delta and Dagster threads' locks). Work runs a
     bounded window ahead of the caller, so parsing overlaps the caller's Delta writes.
     If a worker stops answering (stuck where the timer cannot reach), the pool is
-    replaced and the file quarantined."""
+    replaced and the file that hangs quarantined."""
 
     def __init__(self, parse, workers: int, timeout_s: float):
         self.parse, self.workers, self.timeout_s = parse, workers, timeout_s
@@ -259,25 +265,31 @@ class _Parser:
             for path in paths:
                 yield parse_bounded(self.parse, path, self.timeout_s)
             return
-        ahead = 64 * self.workers
+        # Files travel in batches: one message per file costs more than a header parse.
+        queue = deque(paths[i:i + BATCH_FILES] for i in range(0, len(paths), BATCH_FILES))
         pending: deque = deque()
-        queue = deque(paths)
         while queue or pending:
-            while queue and len(pending) < ahead:
-                path = queue.popleft()
+            while queue and len(pending) < 4 * self.workers:
+                batch = queue.popleft()
                 if self.pool is None:
                     self.start()
-                job = self.pool.apply_async(parse_bounded, (self.parse, path, self.timeout_s))
-                pending.append((path, job))
-            path, job = pending.popleft()
+                pending.append((batch, self.pool.apply_async(
+                    parse_batch, (self.parse, batch, self.timeout_s))))
+            batch, job = pending.popleft()
             try:
-                yield job.get(timeout=self.timeout_s * 2 + 10)
+                yield from job.get(timeout=self.timeout_s * len(batch) + 10)
             except multiprocessing.TimeoutError:
-                yield _overran(self.timeout_s)
+                # A worker stuck where its timer cannot reach: replace the pool, retry
+                # the batch file by file, and set aside the file that hangs alone.
                 self.pool.terminate()
                 self.pool = None
-                queue.extendleft(reversed([p for p, _ in pending]))
+                rest = [b for b, _ in pending]
                 pending.clear()
+                if len(batch) == 1:
+                    yield _overran(self.timeout_s)
+                    queue.extendleft(reversed(rest))
+                else:
+                    queue.extendleft(reversed([[p] for p in batch] + rest))
 
 
 def _ingest_chunk(modality: Modality, chunk: list[tuple[Path, str, tuple]],

@@ -119,13 +119,16 @@ def test_every_shared_vcf_lands_or_is_quarantined_with_counts_matching_cyvcf2(ho
     assert src.joinpath("empty.vcf").resolve().as_uri() in quarantined
 
 
-def test_pydicom_corpus_every_file_accounted_for(home):
+def test_pydicom_corpus_every_file_accounted_for(home, monkeypatch):
     """All 176 files of pydicom's corpus, extension or not: each lands in bronze, is
     quarantined with a sentence, or is a DICOMDIR logged as a directory; nothing raises."""
     import pydicom
 
     corpus = Path(pydicom.__file__).parent / "data" / "test_files"
     files = [p for p in corpus.rglob("*") if p.is_file()]
+    import medlake.ingest as engine
+
+    monkeypatch.setattr(engine, "POOL_MIN_FILES", 1)  # on the worker pool, as at scale
     s = ingest(DICOM, corpus, "b", workers=2)
     assert s.files_seen == len(files) == 176
     digests = {p.resolve().as_uri(): sha256_file(p) for p in files}
@@ -209,9 +212,14 @@ def test_generated_bulk_ndjson_lands_like_the_bundles(home, tmp_path):
 
 
 def _slow_parse(path: Path) -> Parsed:
-    """A parser that hangs on one file (module-level: pool workers import it)."""
-    if path.name == "hangs.txt":
-        import time
+    """A parser that hangs on one file (module-level: pool workers import it); on
+    `deaf.txt` it also blocks the timer's signal, as C code stuck in a loop would."""
+    import signal
+    import time
+
+    if path.name == "deaf.txt":
+        signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGALRM])
+    if path.name in ("hangs.txt", "deaf.txt"):
         time.sleep(60)
     return Parsed(rows={"bronze.test_rows": [{"name": path.name}]})
 
@@ -255,3 +263,20 @@ def test_unchanged_files_are_skipped_without_hashing(home, tmp_path, monkeypatch
     s = ingest(SLOW, tmp_path, "b3")
     assert sorted(hashed) == ["a.txt", "b.txt"] and (s.files_skipped, s.files_ingested) == (1, 1)
     assert lake.version("bronze.ingest_log") == version + 1
+
+
+def test_a_worker_deaf_to_its_timer_is_replaced_and_its_file_quarantined(home, tmp_path,
+                                                                        monkeypatch):
+    import medlake.ingest as engine
+
+    monkeypatch.setattr(engine, "POOL_MIN_FILES", 1)
+    monkeypatch.setattr(engine, "BATCH_FILES", 2)
+    # Batches [a, deaf] and [z]: the stuck batch is retried file by file.
+    for name in ("a.txt", "deaf.txt", "z.txt"):
+        (tmp_path / name).write_text(name)
+    s = ingest(SLOW, tmp_path, "b", workers=2, timeout_s=1)
+    assert (s.files_ingested, s.files_quarantined) == (2, 1)
+    [q] = lake.read("bronze.quarantine").to_pylist()
+    assert q["source_uri"].endswith("/deaf.txt")
+    assert sorted(lake.read("bronze.test_rows", "SELECT name FROM t").column(0).to_pylist()) \
+        == ["a.txt", "z.txt"]
