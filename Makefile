@@ -35,6 +35,7 @@ bench: install
 	$(PY) bench/quality.py
 	$(PY) bench/vcf.py
 	$(PY) bench/sof.py
+	$(PY) bench/dicom.py
 
 dev: install
 	$(PY) -c 'from medlake.pipeline import ensure_dagster_home; ensure_dagster_home()'

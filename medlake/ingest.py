@@ -14,14 +14,25 @@ never stays half-landed. Earlier files' buffered rows are merged before such a f
 own, so on a key both carry the stored row is the earlier file's and that delete never
 takes another file's row with it. A run killed before the delete leaves the file
 unlogged, so the next run parses it again, meets the same error and deletes them then.
+
+Parsing is spread over a pool of processes (one per core) with a time bound per file,
+so one pathological file is quarantined instead of hanging the run; a modality whose
+files stream (`Modality.streams`) is parsed in this process instead, piece by piece. A
+file already logged with the same path, size and modification time is skipped without
+being read again; any other file is hashed, and skipped if its bytes were ingested before.
 """
 from __future__ import annotations
 
 import hashlib
+import multiprocessing
+import os
+import signal
+import threading
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from collections.abc import Callable, Iterable, Iterator
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -41,8 +52,12 @@ LOG_SCHEMA = pa.schema([
     ("source_uri", pa.string()), ("source_sha256", pa.string()), ("modality", pa.string()),
     ("status", pa.string()), ("rows", pa.int64()), ("problems", pa.int64()),
     ("size_bytes", pa.int64()), ("batch_id", pa.string()),
-    ("ingested_at", pa.timestamp("us", tz="UTC")),
+    ("ingested_at", pa.timestamp("us", tz="UTC")), ("mtime_ns", pa.int64()),
 ])
+# Below this many new files, starting worker processes costs more than it saves.
+POOL_MIN_FILES = 500
+BATCH_FILES = 32
+PARSE_TIMEOUT_S = 60.0
 
 
 @dataclass
@@ -59,6 +74,7 @@ class Parsed:
     rows: dict[str, list[dict] | pa.Table] = field(default_factory=dict)
     problems: list[Problem] = field(default_factory=list)
     fatal: bool = False  # the whole file is unusable
+    status: str | None = None  # the file's status in the log, when not data (a directory)
 
 
 @dataclass(frozen=True)
@@ -77,6 +93,11 @@ class Modality:
     patterns: list[str]
     tables: list[TableSpec]
     parse: Callable[[Path], Parsed | Iterator[Parsed]]  # one Parsed, or a file in pieces
+    # Files per MERGE: fewer, larger commits are faster; each chunk's rows sit in memory.
+    chunk_files: int = 200
+    # Parses yield pieces of large files: parsed in this process (a generator cannot
+    # cross to a worker), so memory stays bounded by FLUSH_ROWS.
+    streams: bool = False
 
 
 @dataclass
@@ -109,10 +130,28 @@ def find_files(root: Path, patterns: Iterable[str]) -> list[Path]:
     return sorted(found)
 
 
-def ingested_hashes(modality: str) -> set[str]:
-    got = lake.read(INGEST_LOG, f"SELECT DISTINCT source_sha256 FROM t "
-                                f"WHERE modality = '{modality}'")
-    return set(got.column(0).to_pylist()) if got.num_columns else set()
+def ingested(modality: str) -> tuple[set[str], set[tuple]]:
+    """What the log already holds for a modality: the content hashes, and the
+    (uri, size, mtime) stamps that let an unchanged file be skipped unread."""
+    # SELECT *: files written before a column was added do not carry it.
+    got = lake.read(INGEST_LOG, "SELECT * FROM t WHERE modality = ?", [modality]).to_pylist()
+    return ({r["source_sha256"] for r in got},
+            {(r["source_uri"], r["size_bytes"], r.get("mtime_ns")) for r in got})
+
+
+def _stamp(path: Path) -> tuple[str, int, int]:
+    st = path.stat()
+    return path.as_uri(), st.st_size, st.st_mtime_ns
+
+
+def _ensure(table: str, schema: pa.Schema, partition_by: list[str] | None = None) -> None:
+    """Create the table, or add the columns a newer parser or log version brings
+    (NULL in older rows; e.g. a log without mtimes hashes those files once more)."""
+    dt = lake.ensure(table, schema, partition_by)
+    missing = [f for f in schema if f.name not in lake.arrow_schema(dt).names]
+    if missing:
+        from deltalake import Field
+        dt.alter.add_columns([Field.from_arrow(f) for f in missing])
 
 
 def to_table(rows: list[dict], schema: pa.Schema) -> pa.Table:
@@ -135,36 +174,51 @@ def _dedupe(rows: pa.Table, keys: list[str], order: str | None) -> pa.Table:
     return rows.take(pc.take(keep, pc.sort_indices(keep)))  # in arrival order
 
 
-def ingest(modality: Modality, root: Path, batch_id: str, *, chunk_files: int = 200,
-           progress: Callable[[int, int], None] | None = None,
+def ingest(modality: Modality, root: Path, batch_id: str, *, chunk_files: int | None = None,
+           progress: Callable[[int, int], None] | None = None, workers: int | None = None,
+           timeout_s: float = PARSE_TIMEOUT_S,
            files: Iterable[Path] | None = None) -> IngestSummary:
     """Ingest every new file under `root` that matches the modality's patterns, or only
-    `files` when given (a sensor's batch); a listed file that has vanished is skipped."""
+    `files` when given (a sensor's batch; a listed file that has vanished is skipped),
+    parsing on `workers` processes (default: every core), each file within `timeout_s`."""
     summary = IngestSummary(modality.name)
     for spec in modality.tables:
-        lake.ensure(spec.name, spec.schema, spec.partition_by)
+        _ensure(spec.name, spec.schema, spec.partition_by)
     lake.ensure(QUARANTINE, QUARANTINE_SCHEMA)
-    lake.ensure(INGEST_LOG, LOG_SCHEMA)
+    _ensure(INGEST_LOG, LOG_SCHEMA)
 
+    # Resolved once here, so each file's URI needs no filesystem walk of its own.
     if files is not None:
-        files = sorted({Path(f) for f in files if Path(f).is_file()})
+        files = sorted({Path(f).resolve() for f in files if Path(f).is_file()})
     else:
-        files = find_files(root, modality.patterns) if root.exists() else []
+        files = find_files(root.resolve(), modality.patterns) if root.exists() else []
     summary.files_seen = len(files)
-    done = ingested_hashes(modality.name)
+    done, stamps = ingested(modality.name)
     todo = []
-    for path in files:
-        digest = sha256_file(path)
-        if digest in done:
-            summary.files_skipped += 1
-        else:
-            todo.append((path, digest))
+    workers = 1 if modality.streams else (workers or os.cpu_count() or 1)
+    with _Parser(modality.parse, workers, timeout_s) as parser:
+        for path in files:
+            stamp = _stamp(path)
+            if stamp in stamps:
+                summary.files_skipped += 1
+                continue
+            digest = sha256_file(path)
+            if digest in done:
+                summary.files_skipped += 1
+                continue
+            todo.append((path, digest, stamp))
             done.add(digest)  # the same bytes under two names are ingested once
+            if len(todo) == POOL_MIN_FILES:
+                parser.start()  # workers start up while the rest is hashed
 
-    for start in range(0, len(todo), chunk_files):
-        _ingest_chunk(modality, todo[start:start + chunk_files], batch_id, summary)
-        if progress:
-            progress(min(start + chunk_files, len(todo)), len(todo))
+        results = parser.map([path for path, _, _ in todo])
+        chunk_files = chunk_files or modality.chunk_files
+        for start in range(0, len(todo), chunk_files):
+            chunk = todo[start:start + chunk_files]
+            parsed = [next(results) for _ in chunk]
+            _ingest_chunk(modality, chunk, parsed, batch_id, summary)
+            if progress:
+                progress(start + len(chunk), len(todo))
     return summary
 
 
@@ -175,14 +229,15 @@ def _unique(rows: pa.Table, keys: list[str]) -> bool:
     return pc.count_distinct(key, mode="all").as_py() == rows.num_rows
 
 
-def _pieces(parse: Callable, path: Path) -> Iterator[Parsed]:
-    """The parser's output as pieces; a parser error, even mid-file, becomes a fatal one."""
+def _pieces(parse: Callable, path: Path, timeout_s: float) -> Iterator[Parsed]:
+    """The parser's output as pieces; a parser error, even mid-file, becomes a fatal one.
+    The time bound covers a whole-file parse; a streamed file is bounded by its pieces."""
+    out = parse_bounded(parse, path, timeout_s)
+    if isinstance(out, Parsed):
+        yield out
+        return
     try:
-        out = parse(path)
-        if isinstance(out, Parsed):
-            yield out
-        else:
-            yield from out
+        yield from out
     except Exception as e:  # a parser bug must not take the batch down with it
         yield Parsed(problems=[Problem(f"Could not be read ({type(e).__name__}: {e}).")],
                      fatal=True)
@@ -238,16 +293,137 @@ class _Buffer:
         self.size = sum(t.num_rows for pending in self.tables.values() for _, t in pending)
 
 
-def _ingest_chunk(modality: Modality, chunk: list[tuple[Path, str]], batch_id: str,
-                  summary: IngestSummary) -> None:
+def _timed_out(signum, frame):
+    raise TimeoutError
+
+
+def parse_bounded(parse: Callable[[Path], Parsed], path: Path, timeout_s: float) -> Parsed:
+    """`parse(path)`, with any exception or overrun turned into a fatal Problem. The
+    time bound is an interval timer, which only the main thread of a process can set
+    (true in pool workers and in a plain CLI run)."""
+    bounded = threading.current_thread() is threading.main_thread()
+    if bounded:
+        old = signal.signal(signal.SIGALRM, _timed_out)
+        signal.setitimer(signal.ITIMER_REAL, timeout_s)
+    try:
+        return parse(path)
+    except TimeoutError:
+        return _overran(timeout_s)
+    except Exception as e:  # a parser bug must not take the batch down with it
+        return Parsed(problems=[Problem(f"Could not be read ({type(e).__name__}: {e}).")],
+                      fatal=True)
+    finally:
+        if bounded:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, old)
+
+
+def parse_batch(parse: Callable[[Path], Parsed], paths: list[Path],
+                timeout_s: float) -> list[Parsed]:
+    return [_whole(parse_bounded(parse, p, timeout_s)) for p in paths]
+
+
+def _whole(out: Parsed | Iterator[Parsed]) -> Parsed:
+    """A pieced parse collected into one Parsed, to travel back from a worker."""
+    if isinstance(out, Parsed):
+        return out
+    whole, parts = Parsed(), {}
+    try:
+        for piece in out:
+            whole.problems += piece.problems
+            if piece.fatal:
+                return Parsed(problems=whole.problems, fatal=True)
+            for table, rows in piece.rows.items():
+                parts.setdefault(table, []).append(rows)
+    except Exception as e:  # a parser bug must not take the batch down with it
+        return Parsed(problems=whole.problems + [Problem(
+            f"Could not be read ({type(e).__name__}: {e}).")], fatal=True)
+    whole.rows = {t: (pa.concat_tables(p) if isinstance(p[0], pa.Table)
+                      else [r for part in p for r in part]) for t, p in parts.items()}
+    return whole
+
+
+def _overran(timeout_s: float) -> Parsed:
+    return Parsed(problems=[Problem(
+        f"Parsing took longer than {timeout_s:g} seconds, so the file was set aside; "
+        "check whether it is truncated or malformed.")], fatal=True)
+
+
+def _load(parse) -> None:
+    """Pool initializer: receiving `parse` imports its module before work arrives."""
+
+
+class _Parser:
+    """Parses files in order, in this process or, once `start`ed, on a pool of spawned
+    processes (a fork would copy the Delta and Dagster threads' locks). Work runs a
+    bounded window ahead of the caller, so parsing overlaps the caller's Delta writes.
+    If a worker stops answering (stuck where the timer cannot reach), the pool is
+    replaced and the file that hangs quarantined."""
+
+    def __init__(self, parse, workers: int, timeout_s: float):
+        self.parse, self.workers, self.timeout_s = parse, workers, timeout_s
+        self.pool = None
+        self.pooled = False
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        if self.pool is not None:
+            self.pool.terminate()
+            self.pool.join()
+
+    def start(self) -> None:
+        if self.workers > 1:
+            self.pool = multiprocessing.get_context("spawn").Pool(
+                self.workers, initializer=_load, initargs=(self.parse,))
+            self.pooled = True
+
+    def map(self, paths: list[Path]):
+        if not self.pooled:
+            for path in paths:
+                yield _pieces(self.parse, path, self.timeout_s)
+            return
+        # Files travel in batches: one message per file costs more than a header parse.
+        queue = deque(paths[i:i + BATCH_FILES] for i in range(0, len(paths), BATCH_FILES))
+        pending: deque = deque()
+        while queue or pending:
+            while queue and len(pending) < 4 * self.workers:
+                batch = queue.popleft()
+                if self.pool is None:
+                    self.start()
+                pending.append((batch, self.pool.apply_async(
+                    parse_batch, (self.parse, batch, self.timeout_s))))
+            batch, job = pending.popleft()
+            try:
+                for parsed in job.get(timeout=self.timeout_s * len(batch) + 10):
+                    yield [parsed]
+            except multiprocessing.TimeoutError:
+                # A worker stuck where its timer cannot reach: replace the pool, retry
+                # the batch file by file, and set aside the file that hangs alone.
+                self.pool.terminate()
+                self.pool = None
+                rest = [b for b, _ in pending]
+                pending.clear()
+                if len(batch) == 1:
+                    yield [_overran(self.timeout_s)]
+                    queue.extendleft(reversed(rest))
+                else:
+                    queue.extendleft(reversed([[p] for p in batch] + rest))
+
+
+def _ingest_chunk(modality: Modality, chunk: list[tuple[Path, str, tuple]],
+                  results: list[Iterable[Parsed]], batch_id: str, summary: IngestSummary) -> None:
+    """Write one chunk of files: `results` holds each file's parse, as pieces."""
     at = now()
     buffer = _Buffer(modality, summary)
     quarantine, ledger = [], []
-    for path, digest in chunk:
-        uri = path.resolve().as_uri()
+    for (path, digest, (uri, size, mtime)), pieces in zip(chunk, results):
+        status = None
         provenance = dict(source_uri=uri, source_sha256=digest, batch_id=batch_id, ingested_at=at)
         n, problems, fatal = 0, [], False
-        for parsed in _pieces(modality.parse, path):
+        for parsed in pieces:
+            status = status or parsed.status
             problems += parsed.problems
             if parsed.fatal:
                 fatal = True
@@ -265,14 +441,14 @@ def _ingest_chunk(modality: Modality, chunk: list[tuple[Path, str]], batch_id: s
                                    modality=modality.name, error=p.error, detected_at=at,
                                    batch_id=batch_id))
         summary.problems += len(problems)
-        status = "quarantined" if fatal else ("partial" if problems else "ingested")
+        status = "quarantined" if fatal else (status or ("partial" if problems else "ingested"))
         if fatal:
             summary.files_quarantined += 1
         else:
             summary.files_ingested += 1
         ledger.append(dict(source_uri=uri, source_sha256=digest, modality=modality.name,
                            status=status, rows=n, problems=len(problems),
-                           size_bytes=path.stat().st_size, batch_id=batch_id, ingested_at=at))
+                           size_bytes=size, batch_id=batch_id, ingested_at=at, mtime_ns=mtime))
 
     buffer.flush()
     if quarantine:

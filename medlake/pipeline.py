@@ -14,7 +14,7 @@ LAKE_TABLES = ["bronze.fhir_resources", "bronze.dicom_instances", "bronze.vcf_va
                "bronze.vcf_genotypes", "bronze.vcf_samples", "bronze.quarantine",
                "silver.patient", "silver.document", "gold.patient_360",
                "bronze.vcf_annotations", "silver.variant", "silver.genotype",
-               "gold.variant_occurrence"]
+               "gold.variant_occurrence", "silver.imaging_study", "gold.imaging_report"]
 
 
 # The Dagster instance settings medlake needs (DAGSTER_HOME/dagster.yaml):

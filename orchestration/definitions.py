@@ -32,7 +32,7 @@ defs = dg.Definitions(
     assets=assets,
     asset_checks=[*gx_checks_for(asset_keys),
                   phi_guard([k for k in asset_keys if k.path[0] in ("silver", "gold")]),
-                  genomics.samples_linked, *omop_checks],
+                  genomics.samples_linked, *omop_checks, *imaging.imaging_checks],
     jobs=[refresh_all, jobs.lake_maintenance],
     schedules=[jobs.nightly_refresh, jobs.nightly_maintenance],
     sensors=[sensors.landing_sensor(ehr.FHIR, "fhir", ehr.fhir_assets),

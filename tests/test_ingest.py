@@ -5,12 +5,13 @@ import shutil
 from pathlib import Path
 
 import orjson
+import pyarrow as pa
 import pytest
 
 from assets.ehr.fhir import FHIR
 from assets.imaging.dicom import DICOM
 from medlake import lake
-from medlake.ingest import ingest
+from medlake.ingest import Modality, Parsed, TableSpec, ingest, sha256_file
 
 
 def _copy(src: Path, dst: Path, pattern: str = "*") -> Path:
@@ -97,19 +98,44 @@ def test_newer_resource_replaces_older_but_not_the_reverse(home, tmp_path):
     assert json.loads(row["resource"])["status"] == "cancelled" and row["batch_id"] == "b3"
 
 
-def test_pydicom_corpus_every_file_accounted_for(home):
+def test_pydicom_corpus_every_file_accounted_for(home, monkeypatch):
+    """All 176 files of pydicom's corpus, extension or not: each lands in bronze, is
+    quarantined with a sentence, or is a DICOMDIR logged as a directory; nothing raises."""
     import pydicom
 
     corpus = Path(pydicom.__file__).parent / "data" / "test_files"
-    files = [p for p in corpus.rglob("*.dcm")]
-    s = ingest(DICOM, corpus, "b")
-    assert s.files_seen == len(files)
-    # Same bytes under two names are one file; every distinct file is in the log.
-    logged = lake.read("bronze.ingest_log", "SELECT count(*) FROM t").column(0)[0].as_py()
-    assert logged == s.files_seen - s.files_skipped
-    assert s.files_ingested > 30 and s.files_quarantined > 0
-    for r in lake.read("bronze.quarantine").to_pylist():
-        assert r["error"].endswith(".") and len(r["error"]) > 20
+    files = [p for p in corpus.rglob("*") if p.is_file()]
+    import medlake.ingest as engine
+
+    monkeypatch.setattr(engine, "POOL_MIN_FILES", 1)  # on the worker pool, as at scale
+    s = ingest(DICOM, corpus, "b", workers=2)
+    assert s.files_seen == len(files) == 176
+    digests = {p.resolve().as_uri(): sha256_file(p) for p in files}
+    landed = set(lake.read("bronze.dicom_instances", "SELECT DISTINCT source_sha256 FROM t")
+                 .column(0).to_pylist())
+    quarantine = lake.read("bronze.quarantine").to_pylist()
+    quarantined = {r["source_sha256"] for r in quarantine}
+    log = lake.read("bronze.ingest_log").to_pylist()
+    status = {r["source_sha256"]: r["status"] for r in log}
+    # Every file's bytes are logged once (duplicates skipped), each with one outcome.
+    assert set(digests.values()) == set(status)
+    assert quarantined == {d for d, st in status.items() if st == "quarantined"}
+    directories = {d for d, st in status.items() if st == "directory"}
+    ingested = {r["source_sha256"] for r in log if r["status"] == "ingested" and r["rows"] == 1}
+    assert ingested | quarantined | directories == set(status)
+    # Files repeating a SOP Instance UID are one instance: bronze holds one of them.
+    assert landed <= ingested and len(landed) > 100
+    assert {u.rsplit("/", 1)[1].split("-")[0] for u, d in digests.items() if d in directories} \
+        == {"DICOMDIR"}
+    for name in ("README.txt", "zipMR.gz", "crayons.icc", "test1.json"):
+        assert any(r["source_uri"].endswith("/" + name) for r in quarantine)
+    assert s.files_ingested > 100 and s.files_quarantined > 5
+    for r in quarantine:
+        assert r["error"].endswith(".") and len(r["error"].split()) >= 6
+    # Bulk values are marked, never stored: no value in a header is over the threshold.
+    big = lake.read("bronze.dicom_instances",
+                    "SELECT count(*) FROM t WHERE header LIKE '%omitted-bulk-data%'")
+    assert big.column(0)[0].as_py() > 0
 
 
 @pytest.mark.parametrize("content", [b"", b"not a dicom file at all"])
@@ -162,3 +188,74 @@ def test_generated_bulk_ndjson_lands_like_the_bundles(home, tmp_path):
                         "FROM t GROUP BY 1").to_pylist()
     assert {r["resource_type"]: r["n"] for r in by_type} == result.fhir_resources
     assert all(r["n"] == r["linked"] for r in by_type)  # every resource is in a compartment
+
+
+def _slow_parse(path: Path) -> Parsed:
+    """A parser that hangs on one file (module-level: pool workers import it); on
+    `deaf.txt` it also blocks the timer's signal, as C code stuck in a loop would."""
+    import signal
+    import time
+
+    if path.name == "deaf.txt":
+        signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGALRM])
+    if path.name in ("hangs.txt", "deaf.txt"):
+        time.sleep(60)
+    return Parsed(rows={"bronze.test_rows": [{"name": path.name}]})
+
+
+SLOW = Modality("slow", ["*.txt"], [TableSpec("bronze.test_rows", pa.schema([
+    ("name", pa.string()), ("source_uri", pa.string()), ("source_sha256", pa.string()),
+    ("batch_id", pa.string()), ("ingested_at", pa.timestamp("us", tz="UTC"))]), ["name"])],
+    _slow_parse)
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_hanging_file_is_quarantined_and_the_rest_lands(home, tmp_path, monkeypatch, workers):
+    import medlake.ingest as engine
+
+    monkeypatch.setattr(engine, "POOL_MIN_FILES", 1)  # use the pool even for a few files
+    for name in ("a.txt", "hangs.txt", "b.txt", "c.txt"):
+        (tmp_path / name).write_text(name)
+    s = ingest(SLOW, tmp_path, "b", workers=workers, timeout_s=1)
+    assert (s.files_ingested, s.files_quarantined) == (3, 1)
+    [q] = lake.read("bronze.quarantine").to_pylist()
+    assert q["source_uri"].endswith("/hangs.txt") and "longer than 1 seconds" in q["error"]
+    assert sorted(lake.read("bronze.test_rows", "SELECT name FROM t").column(0).to_pylist()) \
+        == ["a.txt", "b.txt", "c.txt"]
+
+
+def test_unchanged_files_are_skipped_without_hashing(home, tmp_path, monkeypatch):
+    import os
+
+    import medlake.ingest as engine
+
+    for name in ("a.txt", "b.txt"):
+        (tmp_path / name).write_text(name)
+    ingest(SLOW, tmp_path, "b1")
+    hashed = []
+    monkeypatch.setattr(engine, "sha256_file", lambda p: hashed.append(p.name) or sha256_file(p))
+    version = lake.version("bronze.ingest_log")
+    assert ingest(SLOW, tmp_path, "b2").files_skipped == 2 and hashed == []
+    # Touched but unchanged: hashed once, still skipped; changed bytes: ingested again.
+    os.utime(tmp_path / "a.txt", ns=(1, 1))
+    (tmp_path / "b.txt").write_text("new bytes")
+    s = ingest(SLOW, tmp_path, "b3")
+    assert sorted(hashed) == ["a.txt", "b.txt"] and (s.files_skipped, s.files_ingested) == (1, 1)
+    assert lake.version("bronze.ingest_log") == version + 1
+
+
+def test_a_worker_deaf_to_its_timer_is_replaced_and_its_file_quarantined(home, tmp_path,
+                                                                        monkeypatch):
+    import medlake.ingest as engine
+
+    monkeypatch.setattr(engine, "POOL_MIN_FILES", 1)
+    monkeypatch.setattr(engine, "BATCH_FILES", 2)
+    # Batches [a, deaf] and [z]: the stuck batch is retried file by file.
+    for name in ("a.txt", "deaf.txt", "z.txt"):
+        (tmp_path / name).write_text(name)
+    s = ingest(SLOW, tmp_path, "b", workers=2, timeout_s=1)
+    assert (s.files_ingested, s.files_quarantined) == (2, 1)
+    [q] = lake.read("bronze.quarantine").to_pylist()
+    assert q["source_uri"].endswith("/deaf.txt")
+    assert sorted(lake.read("bronze.test_rows", "SELECT name FROM t").column(0).to_pylist()) \
+        == ["a.txt", "z.txt"]

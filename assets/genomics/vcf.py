@@ -451,4 +451,4 @@ def parse(path: Path) -> Parsed | Iterator[Parsed]:
 
 
 VCF = Modality(name="vcf", patterns=["**/*.vcf", "**/*.vcf.gz", "**/*.bcf", "**/*.csv"],
-               tables=[VARIANTS, GENOTYPES, ANNOTATIONS, SAMPLES], parse=parse)
+               tables=[VARIANTS, GENOTYPES, ANNOTATIONS, SAMPLES], parse=parse, streams=True)

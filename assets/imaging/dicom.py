@@ -1,23 +1,36 @@
 """DICOM files → rows of `bronze.dicom_instances`, headers only.
 
-Pixel data is never decoded: the header is read with `stop_before_pixels` and stored as
-the DICOM JSON model (PS3.18 F.2), with bulk values left out and marked by a
-`BulkDataURI`, so the table stays small and queryable.
+Pixel data is never decoded: the header is read with `stop_before_pixels`, large values
+are deferred (never read from disk), and the header is stored as the DICOM JSON model
+(PS3.18 F.2) with bulk values (overlays, waveforms, icons, anything over
+`BULK_THRESHOLD` bytes) left out and marked by `BulkDataURI = OMITTED`, so the table
+stays small and queryable. Private tags are kept here, in bronze only.
+
+Any file under `landing/dicom/` is a candidate, with or without an extension, as in real
+archives. Files without the Part-10 preamble are read once more with `force`, and kept
+only if they carry a SOP Instance UID. A DICOMDIR (a media directory, not an image) is
+recognised and logged as a directory, not stored as an instance.
 """
 from __future__ import annotations
 
 from datetime import date
 from pathlib import Path
 
+import base64
+import struct
+
 import orjson
 import pyarrow as pa
 import pydicom
+from pydicom.dataelem import RawDataElement
+from pydicom.datadict import dictionary_VR
 from pydicom.errors import InvalidDicomError
 
 from medlake.ingest import Modality, Parsed, Problem, TableSpec
 
 BULK_THRESHOLD = 4096  # bytes; larger values (overlays, waveforms, icons) are left out
 OMITTED = "medlake:omitted-bulk-data"
+MEDIA_DIRECTORY = "1.2.840.10008.1.3.10"  # Media Storage Directory Storage: a DICOMDIR
 
 DICOM_INSTANCES = TableSpec(
     name="bronze.dicom_instances",
@@ -30,21 +43,59 @@ DICOM_INSTANCES = TableSpec(
         ("series_description", pa.string()), ("header", pa.string()),
         ("source_uri", pa.string()), ("source_sha256", pa.string()),
         ("batch_id", pa.string()), ("ingested_at", pa.timestamp("us", tz="UTC")),
+        ("manufacturer_model", pa.string()), ("study_description", pa.string()),
+        ("series_number", pa.int64()), ("instance_number", pa.int64()),
+        ("rows", pa.int64()), ("columns", pa.int64()),
+        ("pixel_spacing", pa.list_(pa.float64())), ("slice_thickness", pa.float64()),
+        ("number_of_frames", pa.int64()), ("transfer_syntax_uid", pa.string()),
     ]),
     keys=["sop_instance_uid"],
     description=(
-        "DICOM headers from `landing/dicom/**/*.dcm`, one row per SOP instance. Pixel data "
-        "is never read; the header is kept as the DICOM JSON model with bulk values "
-        "omitted. Unreadable files go to `bronze.quarantine`. Holds PHI."),
+        "DICOM headers from every file under `landing/dicom/`, one row per SOP instance. "
+        "Pixel data is never read; the header is kept as the DICOM JSON model with bulk "
+        "values omitted and marked. Unreadable files go to `bronze.quarantine`; DICOMDIR "
+        "files are logged as directories. Holds PHI and private tags."),
     update_when="s.header <> t.header",
 )
 
 
 def _text(ds, keyword: str) -> str | None:
-    value = ds.get(keyword)
+    try:
+        value = ds.get(keyword)
+    except Exception:  # a malformed value of one attribute must not sink the file
+        return None
     if value is None or value == "":
         return None
-    return str(value).strip() or None
+    return str(value).strip().strip("\x00") or None
+
+
+# Columns are read from the JSON model already built (cheaper than asking pydicom again).
+def _first(doc: dict, tag: str):
+    values = doc.get(tag, {}).get("Value") or [None]
+    return values[0]
+
+
+def _str(doc: dict, tag: str) -> str | None:
+    value = _first(doc, tag)
+    if value is None or isinstance(value, dict):
+        return None
+    return str(value).strip().strip("\x00") or None
+
+
+def _num(doc: dict, tag: str, kind=float):
+    value = _first(doc, tag)
+    try:
+        return None if value is None else kind(float(value))
+    except (TypeError, ValueError, OverflowError):
+        return None
+
+
+def _nums(doc: dict, tag: str) -> list[float] | None:
+    try:
+        out = [float(v) for v in doc.get(tag, {}).get("Value") or [] if v is not None]
+    except (TypeError, ValueError):
+        return None
+    return out or None
 
 
 def _date(value: str | None) -> date | None:
@@ -56,45 +107,170 @@ def _date(value: str | None) -> date | None:
         return None
 
 
-def header_json(ds: pydicom.Dataset) -> str:
-    doc = ds.to_json_dict(bulk_data_threshold=BULK_THRESHOLD,
-                          bulk_data_element_handler=lambda elem: OMITTED,
-                          suppress_invalid_tags=True)
-    return orjson.dumps(doc).decode()
+def _omitted(tag, raw: RawDataElement) -> dict:
+    vr = raw.VR
+    if not vr:
+        try:
+            vr = dictionary_VR(tag)
+        except KeyError:
+            vr = "UN"
+    return {"vr": vr, "BulkDataURI": OMITTED}
+
+
+# The DICOM JSON model straight from raw element bytes, for the common VRs: converting
+# each value through pydicom's element classes costs ~3x the header read itself, and
+# this runs for every file. Anything unusual falls back to pydicom (see `_raw_json`).
+_TEXT = {"LT", "ST", "UT", "UR"}  # single-valued, leading spaces significant
+_STRINGS = {"AE", "AS", "CS", "DA", "DT", "LO", "SH", "TM", "UC", "UI"} | _TEXT
+_BINARY = {"US": "H", "SS": "h", "UL": "L", "SL": "l", "FL": "f", "FD": "d", "SV": "q",
+           "UV": "Q"}
+_BYTES = {"OB", "OW", "OF", "OD", "OL", "OV"}  # not UN: pydicom may know the real VR
+
+
+def _raw_json(raw: RawDataElement, little_endian: bool) -> dict | None:
+    """JSON for one raw element, or None where pydicom must decide (implicit VR,
+    non-ASCII text needing the character set, odd numbers, empty components)."""
+    vr, value = raw.VR, raw.value
+    if vr not in _BINARY and vr not in _BYTES and vr not in _STRINGS | {"PN", "DS", "IS"}:
+        return None
+    if not value:
+        return {"vr": vr}
+    if vr in _BINARY:
+        fmt = _BINARY[vr]
+        size = struct.calcsize(fmt)
+        if len(value) % size:
+            return None
+        items = struct.unpack(f"{'<' if little_endian else '>'}{len(value) // size}{fmt}", value)
+        if vr in ("FL", "FD") and any(v != v or v in (float("inf"), float("-inf")) for v in items):
+            return None  # NaN / infinity are not JSON numbers
+        return {"vr": vr, "Value": list(items)}
+    if vr in _BYTES:
+        return {"vr": vr, "InlineBinary": base64.b64encode(value).decode()}
+    if not value.isascii():
+        return None
+    if vr in _TEXT:
+        text = value.decode("ascii").rstrip(" \x00")
+        return {"vr": vr, "Value": [text]} if text else {"vr": vr}
+    parts = value.decode("ascii").strip(" \x00").split("\\")
+    if parts == [""]:
+        return {"vr": vr}
+    if "" in parts:
+        return None
+    if vr == "PN":
+        values = []
+        for p in parts:
+            groups = dict(zip(("Alphabetic", "Ideographic", "Phonetic"), p.split("=")))
+            values.append({k: v for k, v in groups.items() if v})
+        return {"vr": vr, "Value": values}
+    if vr in ("DS", "IS"):
+        try:
+            numbers = [float(p) if vr == "DS" else int(p) for p in parts]
+        except ValueError:
+            return None
+        if vr == "DS" and any(v != v or v in (float("inf"), float("-inf")) for v in numbers):
+            return None
+        return {"vr": vr, "Value": numbers}
+    return {"vr": vr, "Value": parts}
+
+
+def header_json(ds: pydicom.Dataset) -> dict:
+    """The DICOM JSON model of `ds`, as a dict. Deferred and large raw values are marked as omitted
+    without being read from disk; elements pydicom cannot convert are left out."""
+    doc = {}
+    little_endian = getattr(ds, "original_encoding", (None, True))[1] is not False
+    for tag in ds.keys():
+        raw = ds.get_item(tag)
+        key = f"{int(tag):08X}"
+        if isinstance(raw, RawDataElement):
+            if raw.value is None or raw.length > BULK_THRESHOLD:
+                doc[key] = _omitted(tag, raw)
+                continue
+            fast = _raw_json(raw, little_endian)
+            if fast is not None:
+                doc[key] = fast
+                continue
+        try:
+            doc[key] = ds[tag].to_json_dict(bulk_data_element_handler=lambda elem: OMITTED,
+                                            bulk_data_threshold=BULK_THRESHOLD)
+        except Exception:
+            continue
+    return doc
+
+
+def read_header(path: Path) -> pydicom.FileDataset:
+    """Header only, large values deferred. Files without the Part-10 preamble are read
+    again with `force` (real archives hold such files)."""
+    try:
+        return pydicom.dcmread(path, stop_before_pixels=True, defer_size=BULK_THRESHOLD)
+    except InvalidDicomError:
+        ds = pydicom.dcmread(path, stop_before_pixels=True, defer_size=BULK_THRESHOLD,
+                             force=True)
+        if not _text(ds, "SOPInstanceUID"):
+            raise
+        return ds
+
+
+def _not_dicom(e: Exception) -> Parsed:
+    if isinstance(e, InvalidDicomError):
+        return Parsed(problems=[Problem(
+            "Not a DICOM file: it has no DICOM preamble and no readable SOP Instance UID; "
+            "move it out of landing/dicom/.")], fatal=True)
+    detail = str(e).strip().rstrip(".") or "no detail"
+    return Parsed(problems=[Problem(
+        f"Not a readable DICOM file ({type(e).__name__}: {detail[:200]}); move it out of "
+        "landing/dicom/ or re-export it from the source system.")], fatal=True)
 
 
 def parse(path: Path) -> Parsed:
     try:
-        ds = pydicom.dcmread(path, stop_before_pixels=True)
-    except (InvalidDicomError, EOFError, ValueError, OSError, KeyError, TypeError) as e:
-        return Parsed(problems=[Problem(f"Not a readable DICOM file ({type(e).__name__}: {e}); "
-                                        "move it out of landing/dicom/ or re-export it.")],
-                      fatal=True)
-    sop = _text(ds, "SOPInstanceUID")
-    if not sop:
-        return Parsed(problems=[Problem("DICOM file has no SOPInstanceUID, so the instance "
-                                        "cannot be identified.")], fatal=True)
+        ds = read_header(path)
+    except Exception as e:  # pydicom raises many kinds on bad bytes; all mean "unreadable"
+        return _not_dicom(e)
+    meta = getattr(ds, "file_meta", None)
+    if meta is None:
+        meta = pydicom.Dataset()
     try:
-        header = header_json(ds)
+        doc = header_json(ds)
+        sop_class = _str(doc, "00080016") or _text(meta, "MediaStorageSOPClassUID")
+        if sop_class == MEDIA_DIRECTORY or "00041220" in doc:
+            # A DICOMDIR indexes files that are ingested on their own; not an image.
+            return Parsed(status="directory")
+        sop = _str(doc, "00080018")
+        if not sop:
+            return Parsed(problems=[Problem(
+                "DICOM file has no SOPInstanceUID, so the instance cannot be identified; "
+                "re-export it with one.")], fatal=True)
+        row = dict(
+            sop_instance_uid=sop,
+            study_instance_uid=_str(doc, "0020000D"),
+            series_instance_uid=_str(doc, "0020000E"),
+            patient_ref=_str(doc, "00100020"),
+            modality=_str(doc, "00080060"),
+            study_date=_date(_str(doc, "00080020")),
+            accession_number=_str(doc, "00080050"),
+            sop_class_uid=sop_class,
+            manufacturer=_str(doc, "00080070"),
+            body_part=_str(doc, "00180015"),
+            series_description=_str(doc, "0008103E"),
+            header=orjson.dumps(doc).decode(),
+            manufacturer_model=_str(doc, "00081090"),
+            study_description=_str(doc, "00081030"),
+            series_number=_num(doc, "00200011", int),
+            instance_number=_num(doc, "00200013", int),
+            rows=_num(doc, "00280010", int),
+            columns=_num(doc, "00280011", int),
+            pixel_spacing=_nums(doc, "00280030"),
+            slice_thickness=_num(doc, "00180050"),
+            number_of_frames=_num(doc, "00280008", int),
+            transfer_syntax_uid=_text(meta, "TransferSyntaxUID"),
+        )
     except Exception as e:
-        return Parsed(problems=[Problem(f"DICOM header could not be converted to JSON ({e}).")],
-                      fatal=True)
-    row = dict(
-        sop_instance_uid=sop,
-        study_instance_uid=_text(ds, "StudyInstanceUID"),
-        series_instance_uid=_text(ds, "SeriesInstanceUID"),
-        patient_ref=_text(ds, "PatientID"),
-        modality=_text(ds, "Modality"),
-        study_date=_date(_text(ds, "StudyDate")),
-        accession_number=_text(ds, "AccessionNumber"),
-        sop_class_uid=_text(ds, "SOPClassUID"),
-        manufacturer=_text(ds, "Manufacturer"),
-        body_part=_text(ds, "BodyPartExamined"),
-        series_description=_text(ds, "SeriesDescription"),
-        header=header,
-    )
+        return Parsed(problems=[Problem(
+            f"DICOM header could not be converted ({type(e).__name__}: {str(e)[:200]}); "
+            "the file is damaged or uses an encoding pydicom cannot read.")], fatal=True)
     return Parsed(rows={"bronze.dicom_instances": [row]})
 
 
-DICOM = Modality(name="dicom", patterns=["**/*.dcm", "**/*.DCM"], tables=[DICOM_INSTANCES],
-                 parse=parse)
+# One small row per file, so large chunks: fewer Delta commits.
+DICOM = Modality(name="dicom", patterns=["**/*"], tables=[DICOM_INSTANCES], parse=parse,
+                 chunk_files=5000)

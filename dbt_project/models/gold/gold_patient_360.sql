@@ -49,6 +49,13 @@ imaging as (
     select person_key(mrn) as person_key, * exclude (mrn) from imaging_by_mrn
 ),
 
+imaging_per_modality as (
+    select person_key, map(list(modality), list(studies)) as imaging_studies_by_modality
+    from (select person_key, modality, count(*) as studies
+          from {{ ref('silver_imaging_study') }} group by 1, 2)
+    group by 1
+),
+
 -- Genomics per person from silver (alleles split and trimmed, already keyed by person).
 genomics as (
     select
@@ -77,6 +84,7 @@ select
     coalesce(im.imaging_studies, 0) as imaging_studies,
     coalesce(im.imaging_instances, 0) as imaging_instances,
     coalesce(im.imaging_modalities, []) as imaging_modalities,
+    ipm.imaging_studies_by_modality,
     {{ shifted_date('im.last_study_date_raw::varchar', 'coalesce(i.shift_days, 0)') }} as last_study_date,
     coalesce(g.variants_carried, 0) as variants_carried,
     coalesce(g.pathogenic_genes, []) as pathogenic_genes,
@@ -92,4 +100,5 @@ left join (select person_key, any_value(shift_days) as shift_days from identity 
 left join ehr e using (person_key)
 left join documents d using (person_key)
 left join imaging im using (person_key)
+left join imaging_per_modality ipm using (person_key)
 left join genomics g using (person_key)

@@ -26,7 +26,8 @@ select
     v.code_display,
     {{ shifted_day('v.effective_datetime', 'v.shift_days') }} as effective_date,
     {{ shifted_ts('v.issued', 'v.shift_days') }} as issued_datetime,
-    scrub_text(cast(v.conclusion as varchar), v.phi_values, v.shift_days) as conclusion,
+    {{ scrub_fhir_text('cast(v.conclusion as varchar)', 'v.named_values', 'v.phi_values', 'v.shift_days') }}
+        as conclusion,
     v.conclusion_code,
     v.conclusion_system,
     v.conclusion_display,

@@ -1,0 +1,109 @@
+"""Imaging: de-identification (DICOM PS3.15) and linkage to the EHR, on the lake that the
+`demo_home` fixture builds once; linkage counting on a hand-made table."""
+import json
+import re
+
+import orjson
+import pyarrow as pa
+
+from assets.imaging.linkage import IMAGING_REPORT, linkage_counts
+from medlake import lake, privacy
+
+# DICOM attributes whose values must never leave bronze (tag → keyword).
+PHI_TAGS = {
+    "00100010": "PatientName", "00100020": "PatientID", "00100030": "PatientBirthDate",
+    "00080080": "InstitutionName", "00080090": "ReferringPhysicianName",
+    "00081060": "NameOfPhysiciansReadingStudy", "00080050": "AccessionNumber",
+    "00181000": "DeviceSerialNumber", "00081010": "StationName",
+    "0020000D": "StudyInstanceUID", "0020000E": "SeriesInstanceUID",
+    "00080018": "SOPInstanceUID", "00200052": "FrameOfReferenceUID",
+}
+
+
+def dicom_phi_values() -> set[str]:
+    """Every PHI attribute value in bronze, names also split into their parts."""
+    values = set()
+    for row in lake.read("bronze.dicom_instances", "SELECT header FROM t").to_pylist():
+        header = orjson.loads(row["header"])
+        for tag in PHI_TAGS:
+            for v in header.get(tag, {}).get("Value", []):
+                if isinstance(v, dict):  # a person name: the whole and each part
+                    v = v.get("Alphabetic", "")
+                    values.update(v.split("^"))
+                values.add(str(v))
+    return {v for v in values if len(v) >= 4}
+
+
+def all_deidentified_text() -> str:
+    from assets.retrieval.vectors import open_table
+
+    tables = lake.list_tables("silver") + lake.list_tables("gold")
+    parts = [json.dumps(lake.read(t).to_pylist(), default=str) for t in tables]
+    chunks = open_table().to_arrow().drop_columns(["vector"]).to_pylist()
+    parts.append(json.dumps(chunks, default=str))
+    return "\n".join(parts)
+
+
+def test_no_dicom_phi_value_reaches_silver_gold_or_embeddings(demo):
+    phi = dicom_phi_values()
+    kinds = {k for k in PHI_TAGS.values()}
+    assert len(phi) > len(kinds)  # bronze did hold them: there was something to remove
+    assert {"silver.imaging_study", "silver.imaging_series", "silver.imaging_instance",
+            "gold.imaging_report"} <= set(lake.list_tables("silver") + lake.list_tables("gold"))
+    text = all_deidentified_text()
+    leaked = sorted(v for v in phi if re.search(rf"(?<![\w.]){re.escape(v)}(?![\w.])", text))
+    assert leaked == []
+
+
+def test_derived_uids_are_the_same_in_every_table_and_recomputation(demo):
+    bronze = lake.read("bronze.dicom_instances",
+                       "SELECT sop_instance_uid, series_instance_uid, study_instance_uid FROM t")
+    # Recomputed here, in another process and engine than dbt's run: the same UIDs.
+    expected = {(privacy.derived_uid(r["sop_instance_uid"]),
+                 privacy.derived_uid(r["series_instance_uid"]),
+                 privacy.derived_uid(r["study_instance_uid"])) for r in bronze.to_pylist()}
+    got = {tuple(r.values()) for r in lake.read(
+        "silver.imaging_instance", "SELECT instance_uid, series_uid, study_uid FROM t").to_pylist()}
+    assert got == expected and len(got) == bronze.num_rows
+    studies = {s for _, _, s in expected}
+    series = {s for _, s, _ in expected}
+    col = lambda table, c: set(lake.read(table, f"SELECT {c} FROM t").column(0).to_pylist())
+    assert col("silver.imaging_study", "study_uid") == studies
+    assert col("silver.imaging_series", "series_uid") == series
+    assert col("silver.imaging_series", "study_uid") == studies
+    assert col("gold.imaging_report", "study_uid") == studies
+    assert all(re.fullmatch(r"2\.25\.\d+", u) and len(u) <= 64 for u in studies | series)
+
+
+def test_generated_sample_links_every_study_to_a_person_and_a_report(demo):
+    generated = json.loads((demo / "generated.json").read_text())
+    counts = linkage_counts()
+    assert counts["dicom_studies"] == generated["imaging_studies"] > 0
+    assert counts["reports"] == counts["dicom_studies"]
+    assert counts["studies_without_report"] == counts["studies_without_ehr_person"] \
+        == counts["reports_without_dicom_study"] == 0
+    people = set(lake.read("silver.patient", "SELECT person_key FROM t").column(0).to_pylist())
+    rows = lake.read(IMAGING_REPORT).to_pylist()
+    for r in rows:
+        assert r["person_key"] in people
+        assert r["text"] and r["conclusion"] and r["modality"] and r["body_part"]
+        assert r["batch_id"] and re.fullmatch(r"[0-9a-f]{64}", r["source_sha256"])
+    # The report is the same document retrieval reads from silver.document.
+    docs = set(lake.read("silver.document", "SELECT document_id FROM t").column(0).to_pylist())
+    assert {r["report_id"] for r in rows} <= docs
+    # Studies per modality in patient_360 add up to the person's studies.
+    for p in lake.read("gold.patient_360").to_pylist():
+        by_modality = dict(p["imaging_studies_by_modality"] or [])
+        assert sum(by_modality.values()) == p["imaging_studies"]
+
+
+def test_linkage_counts_name_each_kind_of_unlinked_row(home):
+    rows = [  # linked; DICOM without report; report without DICOM; study of an unknown MRN
+        dict(study_uid="2.25.1", has_dicom=True, has_report=True, person_key="p", person_in_ehr=True),
+        dict(study_uid="2.25.2", has_dicom=True, has_report=False, person_key="p", person_in_ehr=True),
+        dict(study_uid="2.25.3", has_dicom=False, has_report=True, person_key="p", person_in_ehr=True),
+        dict(study_uid="2.25.4", has_dicom=True, has_report=True, person_key="q", person_in_ehr=False),
+    ]
+    lake.merge(IMAGING_REPORT, pa.Table.from_pylist(rows), ["study_uid"])
+    assert linkage_counts() == dict(dicom_studies=3, reports=3, studies_without_report=1,
+                                    studies_without_ehr_person=1, reports_without_dicom_study=1)
