@@ -23,7 +23,15 @@ ENV_VARS: dict[str, tuple[str, str]] = {
     "MEDLAKE_LLM_MODEL": ("(unset)", "model name served at that endpoint"),
     "MEDLAKE_LLM_API_KEY": ("EMPTY", "API key for the endpoint (vLLM accepts any unless --api-key is set)"),
     "MEDLAKE_LLM_TIMEOUT": ("60", "seconds before an LLM call is abandoned"),
+    "MEDLAKE_LLM_RETRIES": ("2", "retries of a failed LLM call (exponential backoff), then the evidence-only answer"),
+    "MEDLAKE_LLM_CONCURRENCY": ("4", "LLM calls in flight at once in batch generation (gold.patient_summary)"),
     "MEDLAKE_USER": ("login name", "who is recorded as asking, in gold.rag_audit"),
+    "MEDLAKE_API_TOKENS": ("(unset: the API refuses everyone)", "bearer tokens of `medlake serve`: `principal:token[:scope+scope]`, comma-separated; scopes ask, search, feedback (default all)"),
+    "MEDLAKE_VLLM_TENSOR_PARALLEL": ("1", "`medlake serve-llm`: GPUs to shard the model over (--tensor-parallel-size)"),
+    "MEDLAKE_VLLM_GPU_MEMORY": ("0.9", "`medlake serve-llm`: fraction of GPU memory vLLM may use (--gpu-memory-utilization)"),
+    "MEDLAKE_VLLM_MAX_MODEL_LEN": ("8192", "`medlake serve-llm`: context length in tokens (--max-model-len)"),
+    "MEDLAKE_VLLM_HOST": ("0.0.0.0", "`medlake serve-llm`: address vLLM listens on"),
+    "MEDLAKE_VLLM_PORT": ("8000", "`medlake serve-llm`: port vLLM listens on"),
     "DAGSTER_HOME": ("$MEDLAKE_HOME/dagster_home", "Dagster instance folder (runs, event logs)"),
 }
 
@@ -44,6 +52,14 @@ class Settings:
     llm_api_key: str = field(repr=False)
     llm_timeout: float
     user: str
+    llm_retries: int = 2
+    llm_concurrency: int = 4
+    api_tokens: str = field(default="", repr=False)
+    vllm_tensor_parallel: int = 1
+    vllm_gpu_memory: float = 0.9
+    vllm_max_model_len: int = 8192
+    vllm_host: str = "0.0.0.0"
+    vllm_port: int = 8000
 
     @property
     def landing(self) -> Path:
@@ -108,4 +124,12 @@ def get_settings() -> Settings:
         llm_api_key=env.get("MEDLAKE_LLM_API_KEY", "EMPTY"),
         llm_timeout=float(env.get("MEDLAKE_LLM_TIMEOUT", "60")),
         user=env.get("MEDLAKE_USER") or _user(),
+        llm_retries=int(env.get("MEDLAKE_LLM_RETRIES", "2")),
+        llm_concurrency=int(env.get("MEDLAKE_LLM_CONCURRENCY", "4")),
+        api_tokens=env.get("MEDLAKE_API_TOKENS", ""),
+        vllm_tensor_parallel=int(env.get("MEDLAKE_VLLM_TENSOR_PARALLEL", "1")),
+        vllm_gpu_memory=float(env.get("MEDLAKE_VLLM_GPU_MEMORY", "0.9")),
+        vllm_max_model_len=int(env.get("MEDLAKE_VLLM_MAX_MODEL_LEN", "8192")),
+        vllm_host=env.get("MEDLAKE_VLLM_HOST", "0.0.0.0"),
+        vllm_port=int(env.get("MEDLAKE_VLLM_PORT", "8000")),
     )

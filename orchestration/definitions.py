@@ -3,6 +3,7 @@ import dagster as dg
 
 from assets import governance, transform
 from assets.ehr import assets as ehr
+from assets.generation import assets as generation
 from assets.genomics import assets as genomics
 from assets.imaging import assets as imaging
 from assets.retrieval import assets as retrieval
@@ -16,7 +17,9 @@ refresh_all = dg.define_asset_job(
 
 defs = dg.Definitions(
     assets=[ehr.fhir_assets, imaging.dicom_assets, genomics.vcf_assets,
-            governance.quarantine, transform.lake_models, retrieval.clinical_chunks],
+            governance.quarantine, transform.lake_models, retrieval.clinical_chunks,
+            generation.rag_audit, generation.feedback, generation.patient_summary,
+            generation.eval_dataset],
     asset_checks=gx_checks,
     jobs=[refresh_all],
     resources=resources(),
