@@ -19,6 +19,7 @@ ENV_VARS: dict[str, tuple[str, str]] = {
     "MEDLAKE_EMBED_MODEL": ("packaged all-MiniLM-L6-v2", "sentence-transformers model folder or name"),
     "MEDLAKE_EMBED_DEVICE": ("cpu", "torch device for embeddings (cpu, cuda)"),
     "MEDLAKE_EMBED_BATCH": ("32", "texts per embedding batch (256 or more pays on a GPU)"),
+    "MEDLAKE_EMBED_BACKEND": ("auto", "torch, onnx or onnx-int8 (ONNX Runtime, exported offline into $MEDLAKE_HOME/models on first use); auto = torch on a GPU, the measured CPU default on a CPU"),
     "MEDLAKE_LLM_BASE_URL": ("(unset)", "OpenAI-compatible endpoint, e.g. http://vllm:8000/v1; unset = answer from evidence only"),
     "MEDLAKE_LLM_MODEL": ("(unset)", "model name served at that endpoint"),
     "MEDLAKE_LLM_API_KEY": ("EMPTY", "API key for the endpoint (vLLM accepts any unless --api-key is set)"),
@@ -52,6 +53,7 @@ class Settings:
     llm_api_key: str = field(repr=False)
     llm_timeout: float
     user: str
+    embed_backend: str = "auto"
     llm_retries: int = 2
     llm_concurrency: int = 4
     api_tokens: str = field(default="", repr=False)
@@ -124,6 +126,7 @@ def get_settings() -> Settings:
         llm_api_key=env.get("MEDLAKE_LLM_API_KEY", "EMPTY"),
         llm_timeout=float(env.get("MEDLAKE_LLM_TIMEOUT", "60")),
         user=env.get("MEDLAKE_USER") or _user(),
+        embed_backend=env.get("MEDLAKE_EMBED_BACKEND", "auto").strip().lower() or "auto",
         llm_retries=int(env.get("MEDLAKE_LLM_RETRIES", "2")),
         llm_concurrency=int(env.get("MEDLAKE_LLM_CONCURRENCY", "4")),
         api_tokens=env.get("MEDLAKE_API_TOKENS", ""),
