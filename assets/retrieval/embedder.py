@@ -126,7 +126,10 @@ def onnx_files(path: str, home: Path | None = None) -> tuple[Path, Path]:
     sample = st[0].tokenizer(["a short text", "and a somewhat longer second text"],
                              padding=True, return_tensors="pt")
     tmp32, tmp8 = fp32.with_suffix(".tmp"), int8.with_suffix(".tmp")
-    with torch.no_grad():
+    import warnings
+
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # tracer notes on shapes fixed by dynamic_axes
         torch.onnx.export(
             TokenEmbeddings(hf), tuple(sample[n] for n in names), str(tmp32),
             input_names=names, output_names=["token_embeddings"], opset_version=17,

@@ -75,9 +75,8 @@ def tune_ann(tbl, samples: int = 50, k: int = 10, seed: int = 0) -> dict:
     n = tbl.count_rows()
     rng = np.random.default_rng(seed)
     picked = sorted(rng.choice(n, size=min(samples, n), replace=False).tolist())
-    vecs = tbl.to_lance().take(picked, columns=["vector"]).column(0).to_numpy(
-        zero_copy_only=False)
-    queries = np.stack(vecs).astype(np.float32)
+    got = tbl.take_offsets(picked).select(["vector"]).to_arrow().column("vector")
+    queries = np.stack(got.to_numpy(zero_copy_only=False)).astype(np.float32)
     queries += rng.normal(0, 0.02, queries.shape).astype(np.float32)  # not the stored point
     chosen = None
     for nprobes, refine in ANN_LADDER:
