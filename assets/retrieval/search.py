@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
@@ -56,17 +57,19 @@ def _has_index(tbl, column: str) -> bool:
     return any(column in ix.columns for ix in tbl.list_indices())
 
 
-def recall_at_k(tbl, queries: np.ndarray, k: int, nprobes: int, refine: int) -> float:
+def _top(tbl, q, k: int, exact: bool, nprobes: int = 0, refine: int = 0) -> set[str]:
+    query = tbl.search(q).distance_type("cosine").select(["chunk_id"]).limit(k)
+    query = query.bypass_vector_index() if exact else \
+        query.nprobes(nprobes).refine_factor(refine)
+    return {r["chunk_id"] for r in query.to_list()}
+
+
+def recall_at_k(tbl, queries: np.ndarray, k: int, nprobes: int, refine: int,
+                exact: list[set[str]] | None = None) -> float:
     """Share of the exact top-k that the index returns, averaged over `queries`."""
-    found = 0
-    for q in queries:
-        exact = {r["chunk_id"] for r in tbl.search(q).distance_type("cosine")
-                 .bypass_vector_index().select(["chunk_id"]).limit(k).to_list()}
-        approx = {r["chunk_id"] for r in tbl.search(q).distance_type("cosine")
-                  .nprobes(nprobes).refine_factor(refine).select(["chunk_id"])
-                  .limit(k).to_list()}
-        found += len(exact & approx)
-    return found / (k * len(queries))
+    exact = exact or [_top(tbl, q, k, True) for q in queries]
+    found = sum(len(e & _top(tbl, q, k, False, nprobes, refine)) for q, e in zip(queries, exact))
+    return found / sum(len(e) for e in exact)
 
 
 def tune_ann(tbl, samples: int = 50, k: int = 10, seed: int = 0) -> dict:
@@ -78,9 +81,10 @@ def tune_ann(tbl, samples: int = 50, k: int = 10, seed: int = 0) -> dict:
     got = tbl.take_offsets(picked).select(["vector"]).to_arrow().column("vector")
     queries = np.stack(got.to_numpy(zero_copy_only=False)).astype(np.float32)
     queries += rng.normal(0, 0.02, queries.shape).astype(np.float32)  # not the stored point
+    exact = [_top(tbl, q, k, True) for q in queries]  # once, for every rung
     chosen = None
     for nprobes, refine in ANN_LADDER:
-        r = recall_at_k(tbl, queries, k, nprobes, refine)
+        r = recall_at_k(tbl, queries, k, nprobes, refine, exact)
         chosen = dict(nprobes=nprobes, refine_factor=refine, recall_at_10=round(r, 4),
                       rows=n, sample=len(queries))
         if r >= TARGET_RECALL:
@@ -103,10 +107,14 @@ def ensure_indexes(tbl, threshold: int | None = None,
     if n >= threshold and not _has_index(tbl, "vector"):
         if progress:
             progress(f"{n} chunks: building the IVF_PQ vector index")
+        started = time.perf_counter()
         tbl.create_index("vector", config=IvfPq(
             distance_type="cosine", num_partitions=max(1, int(math.sqrt(n))),
             num_sub_vectors=48))  # 8 dimensions per sub-vector of 384
-        tune_ann(tbl)
+        built = time.perf_counter() - started
+        chosen = tune_ann(tbl)
+        if progress:
+            progress(f"IVF_PQ built in {built:.0f}s; tuned to {chosen}")
     else:
         tbl.optimize()  # folds new rows into the existing indexes
 
