@@ -31,6 +31,7 @@ test: install
 bench: install
 	$(PY) bench/ingest.py
 	$(PY) bench/embed.py
+	$(PY) bench/search.py
 
 dev: install
 	mkdir -p $(DAGSTER_HOME)
