@@ -7,7 +7,7 @@ run (MEDLAKE_EMBED_DEVICE=cpu|cuda picks the device):
    encode of the same chunks, an unchanged re-run against the full run, and recall@10 /
    MRR on known-item questions with torch fp32 against ONNX int8 vectors.
 
-    .venv/bin/python bench/embed.py [--n 256] [--patients 30] [--skip-lake]
+    .venv/bin/python bench/embed.py [--n 256] [--patients 30] [--skip-lake] [--skip-backends]
         [--texts FILE.json] [--reference REF.npy] [--save OUT.npy]
 
 CPU throughput is reported both per wall second and per CPU second of this process:
@@ -142,6 +142,7 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=256)
     ap.add_argument("--patients", type=int, default=30)
     ap.add_argument("--skip-lake", action="store_true")
+    ap.add_argument("--skip-backends", action="store_true")
     ap.add_argument("--reference")
     ap.add_argument("--save")
     a = ap.parse_args()
@@ -170,7 +171,8 @@ def main() -> None:
         n = min(len(ref), len(ours))
         cos = np.sum(ref[:n] * ours[:n], axis=1)
         print(f"cosine to reference: min {cos.min():.5f} mean {cos.mean():.5f} over {n} texts")
-    backends(texts, s.embed_device)
+    if not a.skip_backends:
+        backends(texts, s.embed_device)
     if not a.skip_lake:
         lake_run(a.patients)
 
