@@ -19,7 +19,7 @@ defs = dg.Definitions(
     assets=[ehr.fhir_assets, imaging.dicom_assets, genomics.vcf_assets,
             governance.quarantine, transform.lake_models, retrieval.clinical_chunks,
             generation.rag_audit, generation.feedback, generation.patient_summary,
-            generation.eval_dataset],
+            generation.eval_dataset, generation.retrieval_eval],
     asset_checks=gx_checks,
     jobs=[refresh_all],
     resources=resources(),

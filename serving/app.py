@@ -10,12 +10,14 @@ Every /v1 route needs `Authorization: Bearer <token>` with a token from
 """
 from __future__ import annotations
 
+import re
 from datetime import date
 from typing import Annotated
 
 from fastapi import Depends, FastAPI, HTTPException, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints,
+                      WithJsonSchema, model_validator)
 
 from medlake.config import get_settings
 from serving import rag
@@ -24,14 +26,26 @@ from serving.feedback import give_feedback
 
 Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=3, max_length=2000)]
 PersonKey = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{32}$")]
+# Strict models refuse "5" for a number, but JSON Schema counts 5.0 as an integer.
+Int = Annotated[int, BeforeValidator(lambda v: int(v) if isinstance(v, float) and v.is_integer() else v)]
+
+
+def _iso_date(v):
+    # FastAPI validates parsed JSON in Python mode, where strict dates refuse strings.
+    if isinstance(v, str) and re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", v):
+        return date.fromisoformat(v)
+    raise ValueError("a date is a string YYYY-MM-DD")
+
+
+IsoDate = Annotated[date, BeforeValidator(_iso_date), WithJsonSchema({"type": "string", "format": "date"})]
 DocType = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_. -]{1,64}$")]
 
 
 class Filters(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    doc_type: DocType | None = Field(None, description="note or report type, e.g. `progress_note`")
-    date_from: date | None = Field(None, description="earliest (shifted) document date, inclusive")
-    date_to: date | None = Field(None, description="latest (shifted) document date, inclusive")
+    model_config = ConfigDict(extra="forbid", strict=True)
+    doc_type: DocType | None = Field(None, description="note or report type, e.g. `Progress note`")
+    date_from: IsoDate | None = Field(None, description="earliest (shifted) document date, inclusive")
+    date_to: IsoDate | None = Field(None, description="latest (shifted) document date, inclusive")
 
     @model_validator(mode="after")
     def _ordered(self):
@@ -41,25 +55,25 @@ class Filters(BaseModel):
 
 
 class AskRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
     question: Text = Field(description="the clinical question; identifiers are scrubbed")
     person_key: PersonKey | None = Field(None, description="restrict to one person")
-    k: int = Field(5, ge=1, le=50, description="chunks to retrieve")
+    k: Int = Field(5, ge=1, le=50, description="chunks to retrieve")
     filters: Filters = Field(default_factory=Filters)
 
 
 class SearchRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
     query: Text
     person_key: PersonKey | None = None
-    k: int = Field(10, ge=1, le=100)
+    k: Int = Field(10, ge=1, le=100)
     filters: Filters = Field(default_factory=Filters)
 
 
 class FeedbackRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
     answer_id: Annotated[str, StringConstraints(pattern=r"^[0-9a-f-]{36}$")]
-    rating: int = Field(ge=1, le=5, description="1 = wrong or harmful ... 5 = correct and complete")
+    rating: Int = Field(ge=1, le=5, description="1 = wrong or harmful ... 5 = correct and complete")
     comment: Annotated[str, StringConstraints(max_length=2000)] | None = None
 
 
@@ -132,7 +146,8 @@ def scoped(scope: str):
     return check
 
 
-ERRORS = {401: {"description": "no or unknown bearer token"},
+ERRORS = {400: {"description": "the body is not valid JSON"},
+          401: {"description": "no or unknown bearer token"},
           403: {"description": "the token lacks this route's scope"},
           422: {"description": "the request does not match the schema"}}
 
@@ -151,11 +166,8 @@ def create_app(tokens: str | None = None) -> FastAPI:
 
     @app.post("/v1/ask", response_model=AskResponse, responses=ERRORS)
     def ask(req: AskRequest, who: Principal = Depends(scoped("ask"))) -> AskResponse:
-        try:
-            a = rag.ask(req.question, k=req.k, person_key=req.person_key, asked_by=who.name,
-                        **req.filters.model_dump())
-        except rag.UnsupportedFilter as e:
-            raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(e)) from None
+        a = rag.ask(req.question, k=req.k, person_key=req.person_key, asked_by=who.name,
+                    **req.filters.model_dump())
         return AskResponse(answer_id=a.answer_id, answer=a.answer, model=a.model,
                            citations=[CitationOut(**vars(c)) for c in a.citations],
                            flags=FlagsOut(**vars(a.flags)))
@@ -164,11 +176,8 @@ def create_app(tokens: str | None = None) -> FastAPI:
     def search(req: SearchRequest, who: Principal = Depends(scoped("search"))) -> SearchResponse:
         from medlake import privacy
 
-        try:
-            hits = rag.retrieve(privacy.scrub_text(req.query) or "", k=req.k,
-                                person_key=req.person_key, **req.filters.model_dump())
-        except rag.UnsupportedFilter as e:
-            raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(e)) from None
+        hits = rag.retrieve(privacy.scrub_text(req.query) or "", k=req.k,
+                            person_key=req.person_key, **req.filters.model_dump())
         return SearchResponse(hits=[HitOut(**vars(rag.Citation.of(h)), document_id=h.document_id,
                                            person_key=h.person_key, doc_type=h.doc_type,
                                            doc_date=h.doc_date, text=h.text) for h in hits])

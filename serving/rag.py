@@ -10,7 +10,6 @@ all answer through `ask`.
 from __future__ import annotations
 
 import functools
-import inspect
 import re
 import uuid
 from dataclasses import asdict, dataclass, field
@@ -20,8 +19,8 @@ from pathlib import Path
 import orjson
 import pyarrow as pa
 
-from assets.retrieval import vectors
-from assets.retrieval.vectors import SOURCE_KEY, Hit
+from assets.retrieval.search import Hit, search
+from assets.retrieval.vectors import SOURCES
 from medlake import lake, privacy
 from medlake.config import Settings, get_settings
 from serving.audit import AppendLog
@@ -42,10 +41,6 @@ AUDIT_SCHEMA = pa.schema([
     ("prompt", pa.string()),
 ])
 _audit_log = AppendLog(AUDIT, AUDIT_SCHEMA)
-
-
-class UnsupportedFilter(ValueError):
-    """A filter the search backend does not offer (yet)."""
 
 
 @dataclass
@@ -143,16 +138,9 @@ def extractive_answer(hits: list[Hit], reason: str = "MEDLAKE_LLM_BASE_URL is no
 def retrieve(question: str, k: int = 5, person_key: str | None = None,
              doc_type: str | None = None, date_from: date | None = None,
              date_to: date | None = None) -> list[Hit]:
-    """The retrieval layer's search, passed only the filters that were asked for."""
-    wanted = {"person_key": person_key, "doc_type": doc_type, "date_from": date_from,
-              "date_to": date_to}
-    wanted = {name: v for name, v in wanted.items() if v is not None}
-    offered = inspect.signature(vectors.search).parameters
-    missing = [name for name in wanted if name not in offered]
-    if missing:
-        raise UnsupportedFilter(f"Search does not support the filter(s) {', '.join(missing)} "
-                                "yet; leave them out.")
-    return vectors.search(question, k=k, **wanted)
+    """Hybrid (vector + full-text) search of the retrieval layer, within the filters."""
+    return search(question, k=k, person_key=person_key, doc_type=doc_type,
+                  date_from=date_from, date_to=date_to)
 
 
 def ask(question: str, k: int = 5, person_key: str | None = None,
@@ -215,8 +203,14 @@ def audited(answer_id: str) -> dict | None:
     return rows[0] if rows else None
 
 
+KEYS = {s.table: s.key for s in SOURCES}  # source table -> its row key column
+
+
 def resolve(citation: Citation) -> dict | None:
     """The source row a citation points to, read at the cited Delta version."""
-    rows = lake.read(citation.source_table, f'SELECT * FROM t WHERE "{SOURCE_KEY}" = ?',
+    key = KEYS.get(citation.source_table)
+    if key is None:
+        return None
+    rows = lake.read(citation.source_table, f'SELECT * FROM t WHERE "{key}" = ?',
                      params=[citation.source_key], version=citation.source_version).to_pylist()
     return rows[0] if rows else None

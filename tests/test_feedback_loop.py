@@ -8,6 +8,7 @@ from fastapi.testclient import TestClient
 from assets.generation import assets as generation
 from assets.generation import evaluation
 from medlake import lake
+from serving import rag
 from serving.app import create_app
 from serving.feedback import FEEDBACK
 
@@ -37,7 +38,7 @@ def test_feedback_flows_into_the_eval_dataset(demo_copy):
         x = by_answer[a["answer_id"]]
         assert x["answer"] == a["answer"] and x["question"]
         assert [ctx["chunk_id"] for ctx in x["contexts"]] == [c["chunk_id"] for c in a["citations"]]
-        assert all(ctx["text"] and ctx["source_table"] == "silver.document"
+        assert all(ctx["text"] and ctx["source_table"] in rag.KEYS
                    and isinstance(ctx["source_version"], int) for ctx in x["contexts"])
     assert lake.read(evaluation.EVAL, "SELECT count(*) FROM t").column(0)[0].as_py() == 2
 
@@ -59,3 +60,11 @@ def test_known_item_questions_name_one_answering_document(demo):
         holders = [d for d, text in docs.items() if quoted in " ".join(text.split())]
         assert holders == [q["document_id"]], q
     assert evaluation.known_item_questions() == questions  # stable between runs
+
+
+def test_retrieval_eval_records_recall_and_mrr_as_metadata(demo):
+    result = dg.materialize([generation.retrieval_eval])
+    meta = result.asset_materializations_for_node("retrieval_eval")[0].metadata
+    assert meta["questions"].value == len(evaluation.known_item_questions()) >= 5
+    assert 0.5 <= meta["recall_at_10"].value <= 1.0  # known-item questions quote their document
+    assert 0 < meta["mrr"].value <= meta["recall_at_10"].value

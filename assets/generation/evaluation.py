@@ -10,7 +10,7 @@ import duckdb
 import orjson
 import pyarrow as pa
 
-from assets.retrieval.vectors import SOURCE_TABLE, open_table
+from assets.retrieval.vectors import SOURCES, open_table
 from medlake import lake
 from medlake.config import get_settings
 from serving.feedback import FEEDBACK
@@ -89,9 +89,9 @@ SENTENCE = re.compile(r"(?<=[.!?])\s+")
 def known_item_questions(limit: int = 40) -> list[dict]:
     """Questions whose answering document is known, from the de-identified notes: for
     each document, its most specific sentence (one that no other document contains,
-    preferring ones with numbers, e.g. lab values), asked as a question."""
-    docs = lake.read(SOURCE_TABLE, "SELECT document_id, person_key, text FROM t "
-                     "WHERE text IS NOT NULL ORDER BY document_id").to_pylist()
+    preferring ones with numbers, e.g. lab values), asked as a question. Documents are
+    read from every table the retrieval layer embeds, as it reads them."""
+    docs = [d for source in SOURCES for d in lake.read(source.table, source.sql).to_pylist()]
     sentences = {d["document_id"]: [" ".join(s.split()) for s in SENTENCE.split(d["text"])]
                  for d in docs}
     seen: dict[str, int] = {}
