@@ -32,6 +32,7 @@ bench: install
 	$(PY) bench/ingest.py
 	$(PY) bench/embed.py
 	$(PY) bench/search.py
+	$(PY) bench/ask.py
 
 dev: install
 	mkdir -p $(DAGSTER_HOME)
