@@ -173,3 +173,11 @@ def test_token_configuration_errors_say_what_is_wrong():
                        ("a:0123456789abcdef:admin", "unknown scope")]:
         with pytest.raises(TokenConfigError, match=words):
             parse_tokens(bad)
+
+
+def test_serve_refuses_to_start_on_bad_token_configuration(monkeypatch, capsys):
+    from medlake.cli import main
+
+    monkeypatch.setenv("MEDLAKE_API_TOKENS", "dr-lee:short")
+    assert main(["serve"]) == 2
+    assert "16 characters" in capsys.readouterr().err
