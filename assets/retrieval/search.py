@@ -158,7 +158,7 @@ def _fts(tbl, text: str, k: int, where: str | None) -> list[dict]:
     q = tbl.search(text, query_type="fts", fts_columns="text").limit(k)
     if where:
         q = q.where(where, prefilter=True)
-    rows = q.select(COLUMNS).to_list()
+    rows = q.select(COLUMNS + ["_score"]).to_list()
     for r in rows:
         r["score"] = float(r["_score"])
     return rows
