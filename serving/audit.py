@@ -9,9 +9,11 @@ per request, so twenty clients do not queue behind twenty commits.
 from __future__ import annotations
 
 import threading
+import time
 
 import pyarrow as pa
 from deltalake import write_deltalake
+from deltalake.exceptions import CommitFailedError
 
 from medlake import lake
 
@@ -56,7 +58,15 @@ class AppendLog:
         if item.error is not None:
             raise item.error
 
-    def _write(self, rows: list[dict]) -> None:
-        # schema_mode="merge": an older table gains the columns added since it was made.
-        write_deltalake(lake.uri(self.table), pa.Table.from_pylist(rows, self.schema),
-                        mode="append", schema_mode="merge")
+    def _write(self, rows: list[dict], retries: int = 5) -> None:
+        data = pa.Table.from_pylist(rows, self.schema)
+        for attempt in range(retries):
+            try:
+                # schema_mode="merge": an older table gains the columns added since.
+                write_deltalake(lake.uri(self.table), data, mode="append", schema_mode="merge")
+                return
+            except CommitFailedError:
+                # Another process (a second server, a batch run) committed first.
+                if attempt == retries - 1:
+                    raise
+                time.sleep(0.05 * 2 ** attempt)

@@ -85,11 +85,11 @@ def build_prompt(question: str, hits: list[Hit], template: str = "answer") -> st
     evidence = "\n\n".join(
         f"[{h.chunk_id}] ({h.doc_type or 'document'}, {h.doc_date or 'undated'})\n{h.text}"
         for h in hits)
-    return _template(template).format(evidence=evidence or "(none found)", question=question)
+    return prompt_template(template).format(evidence=evidence or "(none found)", question=question)
 
 
 @functools.cache
-def _template(name: str) -> str:
+def prompt_template(name: str) -> str:
     return (PROMPTS / f"{name}.txt").read_text()
 
 
@@ -179,7 +179,7 @@ def ask(question: str, k: int = 5, person_key: str | None = None,
     return answer
 
 
-def _json(value) -> str:
+def to_json(value) -> str:
     return orjson.dumps(value, default=str).decode()
 
 
@@ -188,12 +188,12 @@ def record(answer: Answer, filters: dict, asked_by: str, prompt: str = "answer")
     _audit_log.append(dict(
         answer_id=answer.answer_id, question=answer.question,
         person_key=filters.get("person_key"),
-        citations=_json([asdict(c) for c in answer.citations]),
+        citations=to_json([asdict(c) for c in answer.citations]),
         model=answer.model, answer=answer.answer, cited_ok=answer.flags.cited_ok,
         asked_at=datetime.now(timezone.utc), asked_by=asked_by,
-        retrieved=_json([asdict(Citation.of(h)) for h in answer.evidence]),
-        flags=_json(asdict(answer.flags)),
-        filters=_json({n: v for n, v in filters.items() if v is not None}),
+        retrieved=to_json([asdict(Citation.of(h)) for h in answer.evidence]),
+        flags=to_json(asdict(answer.flags)),
+        filters=to_json({n: v for n, v in filters.items() if v is not None}),
         prompt=prompt))
 
 

@@ -181,3 +181,18 @@ def test_serve_refuses_to_start_on_bad_token_configuration(monkeypatch, capsys):
     monkeypatch.setenv("MEDLAKE_API_TOKENS", "dr-lee:short")
     assert main(["serve"]) == 2
     assert "16 characters" in capsys.readouterr().err
+
+
+def test_concurrent_appends_all_land_in_few_commits(home):
+    from concurrent.futures import ThreadPoolExecutor
+
+    import pyarrow as pa
+
+    from serving.audit import AppendLog
+
+    log = AppendLog("gold.append_test", pa.schema([("i", pa.int64())]))
+    with ThreadPoolExecutor(20) as pool:
+        list(pool.map(lambda i: log.append({"i": i}), range(60)))
+    got = lake.read("gold.append_test", "SELECT i FROM t ORDER BY i").column(0).to_pylist()
+    assert got == list(range(60))
+    assert lake.version("gold.append_test") < 60  # requests shared commits

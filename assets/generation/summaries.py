@@ -63,7 +63,7 @@ def person_chunks() -> dict[str, list[tuple[str, str]]]:
 def input_hash(chunks: list[tuple[str, str]], model: str | None) -> str:
     """What a summary depends on: the person's chunks, the model and the prompt."""
     h = hashlib.sha256()
-    h.update(orjson.dumps([chunks, model, rag._template(PROMPT), QUESTION, K]))
+    h.update(orjson.dumps([chunks, model, rag.prompt_template(PROMPT), QUESTION, K]))
     return h.hexdigest()
 
 
@@ -82,8 +82,8 @@ def summarize(person_key: str, chunks: list[tuple[str, str]], settings: Settings
     # Hash what was actually used: a summary that fell back to evidence because the
     # model was down records no model, so the next run retries it.
     return dict(person_key=person_key, summary=a.answer, model=a.model,
-                citations=rag._json([asdict(c) for c in a.citations]),
-                cited_ok=a.flags.cited_ok, flags=rag._json(asdict(a.flags)),
+                citations=rag.to_json([asdict(c) for c in a.citations]),
+                cited_ok=a.flags.cited_ok, flags=rag.to_json(asdict(a.flags)),
                 answer_id=a.answer_id, chunks=len(chunks),
                 input_hash=input_hash(chunks, a.model),
                 generated_at=datetime.now(timezone.utc))
