@@ -36,6 +36,8 @@ bench: install
 	$(PY) bench/vcf.py
 	$(PY) bench/sof.py
 	$(PY) bench/dicom.py
+	$(PY) bench/search.py
+	$(PY) bench/ask.py
 
 dev: install
 	$(PY) -c 'from medlake.pipeline import ensure_dagster_home; ensure_dagster_home()'

@@ -107,6 +107,44 @@ def cmd_sof_run(args) -> int:
     return 0
 
 
+def cmd_serve(args) -> int:
+    import uvicorn
+
+    from serving.app import create_app
+    from serving.auth import TokenConfigError
+
+    try:
+        app = create_app()
+    except TokenConfigError as e:
+        print(f"{e} Fix MEDLAKE_API_TOKENS (see `medlake env`).", file=sys.stderr)
+        return 2
+    if not app.state.tokens:
+        print("Warning: MEDLAKE_API_TOKENS is not set, so every /v1 request will be refused "
+              "(401); set it to `principal:token` entries.", file=sys.stderr)
+    uvicorn.run(app, host=args.host, port=args.port, workers=1, log_level="info")
+    return 0
+
+
+def cmd_serve_llm(args) -> int:
+    import shlex
+
+    from serving import vllm
+
+    settings = get_settings()
+    try:
+        cmd = vllm.command(settings)
+        if args.dry_run:
+            print(shlex.join(cmd))
+            return 0
+        vllm.preflight(settings)
+    except vllm.LaunchError as e:
+        print(f"medlake serve-llm: {e}", file=sys.stderr)
+        return 2
+    print(f"Starting: {shlex.join(cmd)}", file=sys.stderr)
+    os.environ.update(vllm.environment(settings))
+    os.execvp(cmd[0], cmd)  # vLLM takes over this process (signals, exit code)
+
+
 def cmd_env(args) -> int:
     print("| variable | default | meaning |\n| --- | --- | --- |")
     for name, (default, meaning) in ENV_VARS.items():
@@ -149,6 +187,15 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--format", choices=["csv", "ndjson", "parquet"], default="csv")
     s.add_argument("-o", "--output", help="output file (default: stdout; required for parquet)")
     s.set_defaults(fn=cmd_sof_run)
+    s = sub.add_parser("serve", help="run the RAG HTTP service (FastAPI; docs at /docs)")
+    s.add_argument("--host", default="127.0.0.1")
+    s.add_argument("--port", type=int, default=8080)
+    s.set_defaults(fn=cmd_serve)
+
+    v = sub.add_parser("serve-llm", help="run `vllm serve` as configured by MEDLAKE_LLM_MODEL "
+                       "and MEDLAKE_VLLM_* (needs the gpu extra and a GPU)")
+    v.add_argument("--dry-run", action="store_true", help="print the command, run nothing")
+    v.set_defaults(fn=cmd_serve_llm)
 
     e = sub.add_parser("env", help="print the environment variables medlake reads")
     e.set_defaults(fn=cmd_env)

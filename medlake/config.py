@@ -19,15 +19,24 @@ ENV_VARS: dict[str, tuple[str, str]] = {
     "MEDLAKE_EMBED_MODEL": ("packaged all-MiniLM-L6-v2", "sentence-transformers model folder or name"),
     "MEDLAKE_EMBED_DEVICE": ("cpu", "torch device for embeddings (cpu, cuda)"),
     "MEDLAKE_EMBED_BATCH": ("32", "texts per embedding batch (256 or more pays on a GPU)"),
+    "MEDLAKE_EMBED_BACKEND": ("auto", "torch, onnx or onnx-int8 (ONNX Runtime, exported offline into $MEDLAKE_HOME/models on first use); auto = torch fp32 (int8 is faster on a CPU but lost recall in bench/embed.py)"),
     "MEDLAKE_LLM_BASE_URL": ("(unset)", "OpenAI-compatible endpoint, e.g. http://vllm:8000/v1; unset = answer from evidence only"),
     "MEDLAKE_LLM_MODEL": ("(unset)", "model name served at that endpoint"),
     "MEDLAKE_LLM_API_KEY": ("EMPTY", "API key for the endpoint (vLLM accepts any unless --api-key is set)"),
     "MEDLAKE_LLM_TIMEOUT": ("60", "seconds before an LLM call is abandoned"),
+    "MEDLAKE_LLM_RETRIES": ("2", "retries of a failed LLM call (exponential backoff), then the evidence-only answer"),
+    "MEDLAKE_LLM_CONCURRENCY": ("4", "LLM calls in flight at once in batch generation (gold.patient_summary)"),
     "MEDLAKE_USER": ("login name", "who is recorded as asking, in gold.rag_audit"),
     "MEDLAKE_GX_ENGINE": ("auto", "validation engine: pandas (GX, Data Docs), duckdb, or auto (by table size)"),
     "MEDLAKE_GX_PANDAS_MAX_ROWS": ("200000", "with auto, tables above this many rows are validated in DuckDB"),
     "MEDLAKE_LANDING_SETTLE_SECONDS": ("10", "a landing file is ingested once unchanged this long (still-copying files wait)"),
     "MEDLAKE_VACUUM_RETENTION_DAYS": ("30", "nightly vacuum keeps this many days of Delta history for time travel and audits"),
+    "MEDLAKE_API_TOKENS": ("(unset: the API refuses everyone)", "bearer tokens of `medlake serve`: `principal:token[:scope+scope]`, comma-separated; scopes ask, search, feedback (default all)"),
+    "MEDLAKE_VLLM_TENSOR_PARALLEL": ("1", "`medlake serve-llm`: GPUs to shard the model over (--tensor-parallel-size)"),
+    "MEDLAKE_VLLM_GPU_MEMORY": ("0.9", "`medlake serve-llm`: fraction of GPU memory vLLM may use (--gpu-memory-utilization)"),
+    "MEDLAKE_VLLM_MAX_MODEL_LEN": ("8192", "`medlake serve-llm`: context length in tokens (--max-model-len)"),
+    "MEDLAKE_VLLM_HOST": ("0.0.0.0", "`medlake serve-llm`: address vLLM listens on"),
+    "MEDLAKE_VLLM_PORT": ("8000", "`medlake serve-llm`: port vLLM listens on"),
     "DAGSTER_HOME": ("$MEDLAKE_HOME/dagster_home", "Dagster instance folder (runs, event logs)"),
 }
 
@@ -50,6 +59,15 @@ class Settings:
     user: str
     landing_settle_seconds: float = 10.0
     vacuum_retention_days: int = 30
+    embed_backend: str = "auto"
+    llm_retries: int = 2
+    llm_concurrency: int = 4
+    api_tokens: str = field(default="", repr=False)
+    vllm_tensor_parallel: int = 1
+    vllm_gpu_memory: float = 0.9
+    vllm_max_model_len: int = 8192
+    vllm_host: str = "0.0.0.0"
+    vllm_port: int = 8000
 
     @property
     def landing(self) -> Path:
@@ -116,4 +134,13 @@ def get_settings() -> Settings:
         user=env.get("MEDLAKE_USER") or _user(),
         landing_settle_seconds=float(env.get("MEDLAKE_LANDING_SETTLE_SECONDS", "10")),
         vacuum_retention_days=int(env.get("MEDLAKE_VACUUM_RETENTION_DAYS", "30")),
+        embed_backend=env.get("MEDLAKE_EMBED_BACKEND", "auto").strip().lower() or "auto",
+        llm_retries=int(env.get("MEDLAKE_LLM_RETRIES", "2")),
+        llm_concurrency=int(env.get("MEDLAKE_LLM_CONCURRENCY", "4")),
+        api_tokens=env.get("MEDLAKE_API_TOKENS", ""),
+        vllm_tensor_parallel=int(env.get("MEDLAKE_VLLM_TENSOR_PARALLEL", "1")),
+        vllm_gpu_memory=float(env.get("MEDLAKE_VLLM_GPU_MEMORY", "0.9")),
+        vllm_max_model_len=int(env.get("MEDLAKE_VLLM_MAX_MODEL_LEN", "8192")),
+        vllm_host=env.get("MEDLAKE_VLLM_HOST", "0.0.0.0"),
+        vllm_port=int(env.get("MEDLAKE_VLLM_PORT", "8000")),
     )

@@ -6,6 +6,7 @@ import dagster as dg
 from assets import governance, transform
 from assets.ehr import assets as ehr
 from assets.ehr.omop import omop_checks
+from assets.generation import assets as generation
 from assets.genomics import assets as genomics
 from assets.imaging import assets as imaging
 from assets.retrieval import assets as retrieval
@@ -24,12 +25,15 @@ def _with_code_references(assets: list) -> list:
 
 assets = _with_code_references([
     ehr.fhir_assets, imaging.dicom_assets, genomics.vcf_assets,
-    governance.quarantine, transform.lake_models, retrieval.clinical_chunks])
+    governance.quarantine, transform.lake_models, retrieval.clinical_chunks,
+    generation.patient_summary, generation.eval_dataset, generation.retrieval_eval])
 asset_keys = [k for a in assets for k in a.keys]
 
 defs = dg.Definitions(
     # Code references: each asset links to the file and line that defines it.
-    assets=assets,
+    # gold.rag_audit and gold.feedback are written by the RAG service, not by Dagster:
+    # declared (external) for lineage only.
+    assets=[*assets, generation.rag_audit, generation.feedback],
     asset_checks=[*gx_checks_for(asset_keys),
                   phi_guard([k for k in asset_keys if k.path[0] in ("silver", "gold")]),
                   genomics.samples_linked, *omop_checks, *imaging.imaging_checks],

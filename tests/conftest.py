@@ -55,3 +55,13 @@ def demo_home(tmp_path_factory) -> Path:
 @pytest.fixture
 def demo(demo_home, monkeypatch) -> Path:
     return use_home(monkeypatch, demo_home)
+
+
+@pytest.fixture
+def demo_copy(demo_home, tmp_path, monkeypatch) -> Path:
+    """A private copy of the demo lake, for tests that change it."""
+    import shutil
+
+    home = tmp_path / "medlake"
+    shutil.copytree(demo_home, home, ignore=shutil.ignore_patterns("dagster_home", "gx"))
+    return use_home(monkeypatch, home)

@@ -1,20 +1,27 @@
 """A local HTTP server that speaks the OpenAI chat-completions protocol, standing in for
 vLLM in tests (the one stand-in the project allows). It answers by quoting the first
-evidence chunk id it finds in the prompt, or a chosen reply."""
+evidence chunk id it finds in the prompt, or a chosen reply. `fail_first=n` answers the
+first n requests with HTTP 503, to exercise retries; `delay` holds each answer, and
+`max_in_flight` records how many requests were ever open at once."""
 from __future__ import annotations
 
 import json
 import re
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 CHUNK = re.compile(r"\[([0-9a-f]{32}-\d{3})\]")
 
 
 class FakeLLM:
-    def __init__(self, reply: str | None = None):
+    def __init__(self, reply: str | None = None, fail_first: int = 0, delay: float = 0.0):
         self.reply = reply
+        self.fail_first = fail_first
+        self.delay = delay
+        self.in_flight = self.max_in_flight = 0
         self.requests: list[dict] = []
+        self.lock = threading.Lock()
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -23,8 +30,25 @@ class FakeLLM:
 
             def do_POST(self):
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                server.requests.append({"path": self.path, "body": body,
-                                        "auth": self.headers.get("Authorization")})
+                with server.lock:
+                    server.requests.append({"path": self.path, "body": body,
+                                            "auth": self.headers.get("Authorization")})
+                    failing = len(server.requests) <= server.fail_first
+                    server.in_flight += 1
+                    server.max_in_flight = max(server.max_in_flight, server.in_flight)
+                try:
+                    self._answer(body, failing)
+                finally:
+                    with server.lock:
+                        server.in_flight -= 1
+
+            def _answer(self, body, failing):
+                time.sleep(server.delay)
+                if failing:
+                    self.send_response(503)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
                 if self.path != "/v1/chat/completions":
                     self.send_response(404)
                     self.end_headers()
