@@ -14,6 +14,12 @@ never stays half-landed. Earlier files' buffered rows are merged before such a f
 own, so on a key both carry the stored row is the earlier file's and that delete never
 takes another file's row with it. A run killed before the delete leaves the file
 unlogged, so the next run parses it again, meets the same error and deletes them then.
+
+A MERGE is only needed where a key is already stored: a flush whose keys the table does
+not hold yet is appended instead (much cheaper for a large new file). Before a file's
+first flush into a table, rows carrying its source_sha256 are deleted: the file is not
+logged, so they can only be left by a run killed mid-file, and appending its rows again
+on top of them would duplicate keys.
 """
 from __future__ import annotations
 
@@ -157,10 +163,11 @@ def ingest(modality: Modality, root: Path, batch_id: str, *, chunk_files: int = 
 
 
 def _unique(rows: pa.Table, keys: list[str]) -> bool:
-    """Whether the keys are already unique (the usual case; cheaper than grouping)."""
-    key = rows.column(keys[0]) if len(keys) == 1 else pc.binary_join_element_wise(
-        *[pc.cast(rows.column(k), pa.string()) for k in keys], "\x1f")
-    return pc.count_distinct(key, mode="all").as_py() == rows.num_rows
+    """Whether the keys are already unique (the usual case; cheaper than deduping)."""
+    if len(keys) == 1:
+        return pc.count_distinct(rows.column(keys[0]), mode="all").as_py() == rows.num_rows
+    # Hash-grouping the key columns; a third of the time of joining them into strings.
+    return rows.select(keys).group_by(keys, use_threads=False).aggregate([]).num_rows == rows.num_rows
 
 
 def _pieces(parse: Callable, path: Path) -> Iterator[Parsed]:
@@ -185,6 +192,7 @@ class _Buffer:
         self.tables: dict[str, list[tuple[str, pa.Table]]] = {name: [] for name in self.specs}
         self.size = 0
         self.flushed: set[str] = set()  # files with rows already merged
+        self.cleared: set[tuple[str, str]] = set()  # (table, file): a killed run's rows deleted
 
     def add(self, table: str, rows: list[dict] | pa.Table, digest: str, provenance: dict) -> int:
         spec = self.specs[table]
@@ -218,9 +226,18 @@ class _Buffer:
             if not now_:
                 continue
             spec = self.specs[name]
+            fresh = {(name, d) for d, _ in now_} - self.cleared
+            if fresh:  # rows a killed run left for these (unlogged) files: they come again now
+                lake.delete(name, "source_sha256 IN (" + ", ".join(sorted(f"'{d}'" for _, d in fresh)) + ")")
+                self.cleared |= fresh
             order = "last_updated" if "last_updated" in spec.schema.names else None
             rows = _dedupe(pa.concat_tables(t for _, t in now_), spec.keys, order)
-            result = lake.merge(name, rows, spec.keys, spec.update_when)
+            # A MERGE of keys the table does not hold yet only inserts: append instead, at a
+            # fraction of the cost (the usual case for a new file: new sites, new samples).
+            if lake.holds_any(name, rows, spec.keys):
+                result = lake.merge(name, rows, spec.keys, spec.update_when)
+            else:
+                result = lake.append(name, rows)
             self.summary.rows[name] = self.summary.rows.get(name, 0) + result.inserted + result.updated
             self.flushed.update(d for d, _ in now_)
         self.size = sum(t.num_rows for pending in self.tables.values() for _, t in pending)
