@@ -29,6 +29,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from collections.abc import Callable, Iterable, Iterator
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -166,8 +167,17 @@ def _unique(rows: pa.Table, keys: list[str]) -> bool:
     """Whether the keys are already unique (the usual case; cheaper than deduping)."""
     if len(keys) == 1:
         return pc.count_distinct(rows.column(keys[0]), mode="all").as_py() == rows.num_rows
-    # Hash-grouping the key columns; a third of the time of joining them into strings.
-    return rows.select(keys).group_by(keys, use_threads=False).aggregate([]).num_rows == rows.num_rows
+    # Each key column as dictionary indexes, combined into one integer per row: counting
+    # distinct integers is far cheaper than grouping or joining strings.
+    code, span = np.zeros(rows.num_rows, np.int64), 1
+    for k in keys:
+        encoded = pc.dictionary_encode(rows.column(k).combine_chunks(), null_encoding="encode")
+        width = len(encoded.dictionary)
+        if span * width >= 2 ** 62:  # would overflow: group the columns instead
+            return rows.select(keys).group_by(keys, use_threads=False).aggregate([]).num_rows == rows.num_rows
+        code = code * width + encoded.indices.to_numpy(zero_copy_only=False)
+        span *= width
+    return len(np.unique(code)) == rows.num_rows
 
 
 def _pieces(parse: Callable, path: Path) -> Iterator[Parsed]:

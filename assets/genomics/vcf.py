@@ -225,8 +225,7 @@ class _GenotypeBatch:
         """GT text for the batch: a cohort has few distinct calls (0/0, 0|1, ./.), so each
         distinct call is formatted once and the rest is a lookup."""
         uniq, inverse = np.unique(codes, return_inverse=True)
-        texts = np.array([_gt_from_code(int(c)) for c in uniq], dtype=object)
-        return pa.array(texts[inverse], pa.string())
+        return pa.array([_gt_from_code(int(c)) for c in uniq], pa.string()).take(inverse)
 
     def table(self) -> pa.Table:
         n, sites = len(self.samples), len(self.vids)
@@ -248,10 +247,13 @@ class _GenotypeBatch:
             empty = lengths == 0
             return pa.ListArray.from_arrays(offsets, values, mask=pa.array(empty) if empty.any() else None)
 
+        # Strings repeated per call are taken from the short per-site/per-sample arrays in
+        # Arrow, never built as Python objects per call.
+        site = np.repeat(np.arange(sites), n)
         return pa.table({
-            "sample_id": pa.array(np.tile(self.samples, sites), pa.string()),
-            "variant_id": pa.array(np.repeat(np.array(self.vids, dtype=object), n), pa.string()),
-            "chrom": pa.array(np.repeat(np.array(self.chroms, dtype=object), n), pa.string()),
+            "sample_id": pa.array(self.samples, pa.string()).take(np.tile(np.arange(n), sites)),
+            "variant_id": pa.array(self.vids, pa.string()).take(site),
+            "chrom": pa.array(self.chroms, pa.string()).take(site),
             "gt": self.gt_texts(codes),
             "alleles": lists(calls),
             "phased": pa.array(phased),
