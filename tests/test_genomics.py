@@ -120,7 +120,7 @@ def test_streamed_file_is_merged_piece_by_piece(home, tmp_path, monkeypatch):
     d.mkdir()
     _write(d / "big.vcf", [_record(100 + i) for i in range(40)])
     monkeypatch.setattr(vcfmod, "BATCH_GENOTYPES", 10)
-    monkeypatch.setattr(engine, "FLUSH_ROWS", 20)
+    monkeypatch.setattr(VCF, "flush_rows", 20)
     s = ingest(VCF, d, "b")
     assert s.files_ingested == 1
     assert _count("bronze.vcf_genotypes") == 80 and _count("bronze.vcf_variants") == 40
@@ -134,7 +134,7 @@ def test_bad_record_after_merged_pieces_quarantines_the_whole_file(home, tmp_pat
     _write(d / "late-error.vcf", records)
     _write(d / "good.vcf", [_record(100), _record(900)])  # shares chr1:100 with the bad file
     monkeypatch.setattr(vcfmod, "BATCH_GENOTYPES", 10)
-    monkeypatch.setattr(engine, "FLUSH_ROWS", 20)
+    monkeypatch.setattr(VCF, "flush_rows", 20)
     s = ingest(VCF, d, "b")
     assert s.files_quarantined == 1 and s.files_ingested == 1
     assert s.rows["bronze.vcf_genotypes"] == 4  # net of the bad file's deleted rows
@@ -155,7 +155,7 @@ def test_run_killed_mid_file_then_rerun_leaves_no_duplicates(home, tmp_path, mon
     d.mkdir()
     _write(d / "big.vcf", [_record(100 + i) for i in range(40)])
     monkeypatch.setattr(vcfmod, "BATCH_GENOTYPES", 10)
-    monkeypatch.setattr(engine, "FLUSH_ROWS", 20)
+    monkeypatch.setattr(VCF, "flush_rows", 20)
     real_append, writes = lake.append, []
 
     def killed_after_two(table, rows):
