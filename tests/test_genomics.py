@@ -4,6 +4,7 @@ import shutil
 from pathlib import Path
 
 import cyvcf2
+import pyarrow as pa
 import pytest
 
 import medlake.ingest as engine
@@ -179,6 +180,29 @@ def test_run_killed_mid_file_then_rerun_leaves_no_duplicates(home, tmp_path, mon
     assert _count("bronze.vcf_variants") == 40
     v = lake.version("bronze.vcf_genotypes")
     assert ingest(VCF, d, "again").files_skipped == 1 and lake.version("bronze.vcf_genotypes") == v
+
+
+def test_a_later_file_with_stored_keys_is_merged_not_appended(home, tmp_path):
+    """Only a flush whose keys are all new is appended; one that shares a stored key is
+    MERGEd, so the key stays single (and keeps the stored row, as MERGE does)."""
+    first, second = tmp_path / "a", tmp_path / "b"
+    first.mkdir(), second.mkdir()
+    _write(first / "a.vcf", [_record(100), _record(200)])
+    _write(second / "b.vcf", [_record(200, ("1/1", "0/0")), _record(300)])
+    assert not lake.holds_any(vcfmod.GENOTYPES.name, pa.table({"chrom": ["chr1"], "sample_id": ["S1"],
+                                                              "variant_id": ["chr1:200:A:G"]}), vcfmod.GENOTYPES.keys)
+    ingest(VCF, first, "b1")
+    probe = pa.table({"chrom": ["chr1", "chr1"], "sample_id": ["S1", "S9"], "variant_id": ["chr1:200:A:G"] * 2})
+    assert lake.holds_any(vcfmod.GENOTYPES.name, probe, vcfmod.GENOTYPES.keys)
+    assert not lake.holds_any(vcfmod.GENOTYPES.name, probe.slice(1), vcfmod.GENOTYPES.keys)
+    assert not lake.holds_any(vcfmod.GENOTYPES.name, probe.set_column(0, "chrom", pa.array(["chr2"] * 2)),
+                              vcfmod.GENOTYPES.keys)
+    ingest(VCF, second, "b2")
+    got = lake.read("bronze.vcf_genotypes", "SELECT count(*), count(DISTINCT (sample_id, variant_id)) FROM t")
+    assert list(got.to_pylist()[0].values()) == [6, 6]
+    kept = lake.read("bronze.vcf_genotypes", "SELECT gt, batch_id FROM t WHERE variant_id = 'chr1:200:A:G' "
+                                             "AND sample_id = 'S1'").to_pylist()
+    assert kept == [{"gt": "0/1", "batch_id": "b1"}]
 
 
 def test_unmapped_samples_are_counted_not_joined(home, tmp_path):
