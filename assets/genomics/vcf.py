@@ -4,7 +4,7 @@
 htslib (through cyvcf2) does the parsing. A file is streamed: every `BATCH_GENOTYPES`
 genotypes (or `BATCH_SITES` sites for a file without samples) become one piece of Arrow
 columns that the ingest engine merges, so memory stays bounded whatever the file size.
-Genotypes are decoded as numpy arrays per site, not as Python lists per sample.
+Genotypes are decoded with numpy once per batch, never as Python objects per call.
 
 A record htslib rejects quarantines the whole file, naming the line and what is wrong
 with it (the engine deletes whatever of the file had already landed), because a VCF
