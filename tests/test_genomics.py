@@ -4,6 +4,7 @@ import shutil
 from pathlib import Path
 
 import cyvcf2
+import pyarrow as pa
 import pytest
 
 import medlake.ingest as engine
@@ -120,7 +121,7 @@ def test_streamed_file_is_merged_piece_by_piece(home, tmp_path, monkeypatch):
     d.mkdir()
     _write(d / "big.vcf", [_record(100 + i) for i in range(40)])
     monkeypatch.setattr(vcfmod, "BATCH_GENOTYPES", 10)
-    monkeypatch.setattr(engine, "FLUSH_ROWS", 20)
+    monkeypatch.setattr(VCF, "flush_rows", 20)
     s = ingest(VCF, d, "b")
     assert s.files_ingested == 1
     assert _count("bronze.vcf_genotypes") == 80 and _count("bronze.vcf_variants") == 40
@@ -134,7 +135,7 @@ def test_bad_record_after_merged_pieces_quarantines_the_whole_file(home, tmp_pat
     _write(d / "late-error.vcf", records)
     _write(d / "good.vcf", [_record(100), _record(900)])  # shares chr1:100 with the bad file
     monkeypatch.setattr(vcfmod, "BATCH_GENOTYPES", 10)
-    monkeypatch.setattr(engine, "FLUSH_ROWS", 20)
+    monkeypatch.setattr(VCF, "flush_rows", 20)
     s = ingest(VCF, d, "b")
     assert s.files_quarantined == 1 and s.files_ingested == 1
     assert s.rows["bronze.vcf_genotypes"] == 4  # net of the bad file's deleted rows
@@ -145,6 +146,63 @@ def test_bad_record_after_merged_pieces_quarantines_the_whole_file(home, tmp_pat
     assert sorted(lake.read("bronze.vcf_variants", "SELECT pos FROM t").column(0).to_pylist()) == [100, 900]
     error = lake.read("bronze.quarantine").to_pylist()[0]["error"]
     assert error.startswith("Line 35 (record 31) has 4 tab-separated columns")
+
+
+def test_run_killed_mid_file_then_rerun_leaves_no_duplicates(home, tmp_path, monkeypatch):
+    """Pieces of a new file are appended, not merged; a run killed after some of them
+    landed leaves rows of an unlogged file, which the next run deletes before appending
+    the file again (else every appended key would be there twice)."""
+    d = tmp_path / "in"
+    d.mkdir()
+    _write(d / "big.vcf", [_record(100 + i) for i in range(40)])
+    monkeypatch.setattr(vcfmod, "BATCH_GENOTYPES", 10)
+    monkeypatch.setattr(VCF, "flush_rows", 20)
+    real_append, writes = lake.append, []
+
+    def killed_after_two(table, rows):
+        if table == vcfmod.GENOTYPES.name:
+            writes.append(rows.num_rows)
+            if len(writes) > 2:
+                raise KeyboardInterrupt("killed")
+        return real_append(table, rows)
+
+    monkeypatch.setattr(engine.lake, "append", killed_after_two)
+    with pytest.raises(KeyboardInterrupt):
+        ingest(VCF, d, "crashed")
+    assert 0 < _count("bronze.vcf_genotypes") < 80  # half-landed, file not logged
+
+    monkeypatch.setattr(engine.lake, "append", real_append)
+    s = ingest(VCF, d, "retry")
+    assert s.files_ingested == 1 and s.rows["bronze.vcf_genotypes"] == 80
+    got = lake.read("bronze.vcf_genotypes", "SELECT count(*), count(DISTINCT (sample_id, variant_id)), "
+                                            "count(*) FILTER (WHERE batch_id = 'retry') FROM t").to_pylist()[0]
+    assert list(got.values()) == [80, 80, 80]
+    assert _count("bronze.vcf_variants") == 40
+    v = lake.version("bronze.vcf_genotypes")
+    assert ingest(VCF, d, "again").files_skipped == 1 and lake.version("bronze.vcf_genotypes") == v
+
+
+def test_a_later_file_with_stored_keys_is_merged_not_appended(home, tmp_path):
+    """Only a flush whose keys are all new is appended; one that shares a stored key is
+    MERGEd, so the key stays single (and keeps the stored row, as MERGE does)."""
+    first, second = tmp_path / "a", tmp_path / "b"
+    first.mkdir(), second.mkdir()
+    _write(first / "a.vcf", [_record(100), _record(200)])
+    _write(second / "b.vcf", [_record(200, ("1/1", "0/0")), _record(300)])
+    assert not lake.holds_any(vcfmod.GENOTYPES.name, pa.table({"chrom": ["chr1"], "sample_id": ["S1"],
+                                                              "variant_id": ["chr1:200:A:G"]}), vcfmod.GENOTYPES.keys)
+    ingest(VCF, first, "b1")
+    probe = pa.table({"chrom": ["chr1", "chr1"], "sample_id": ["S1", "S9"], "variant_id": ["chr1:200:A:G"] * 2})
+    assert lake.holds_any(vcfmod.GENOTYPES.name, probe, vcfmod.GENOTYPES.keys)
+    assert not lake.holds_any(vcfmod.GENOTYPES.name, probe.slice(1), vcfmod.GENOTYPES.keys)
+    assert not lake.holds_any(vcfmod.GENOTYPES.name, probe.set_column(0, "chrom", pa.array(["chr2"] * 2)),
+                              vcfmod.GENOTYPES.keys)
+    ingest(VCF, second, "b2")
+    got = lake.read("bronze.vcf_genotypes", "SELECT count(*), count(DISTINCT (sample_id, variant_id)) FROM t")
+    assert list(got.to_pylist()[0].values()) == [6, 6]
+    kept = lake.read("bronze.vcf_genotypes", "SELECT gt, batch_id FROM t WHERE variant_id = 'chr1:200:A:G' "
+                                             "AND sample_id = 'S1'").to_pylist()
+    assert kept == [{"gt": "0/1", "batch_id": "b1"}]
 
 
 def test_unmapped_samples_are_counted_not_joined(home, tmp_path):
