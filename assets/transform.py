@@ -14,19 +14,12 @@ from medlake.config import get_settings
 from orchestration.policies import POOL_DBT, TRANSIENT_RETRY, follows_upstream
 from orchestration.resources import dbt_project, ensure_manifest
 
-# The SQL-on-FHIR views (`sof.<view>`) are compiled from bronze.fhir_resources when dbt
-# connects; they hold no data of their own, so lineage runs straight to bronze.
-SOF_SOURCE = dg.AssetKey(["bronze", "fhir_resources"])
-
-
 class MedlakeTranslator(DagsterDbtTranslator):
     """Keys are `<layer>/<table>`, matching the lake path and the bronze assets' keys.
     Groups come from each model's `meta.dagster.group` (set per folder in dbt_project.yml)."""
 
     def get_asset_key(self, props: Mapping[str, Any]) -> dg.AssetKey:
         if props["resource_type"] == "source":
-            if props["source_name"] == "sof":
-                return SOF_SOURCE
             return dg.AssetKey([props["source_name"], props["name"]])
         return dg.AssetKey([props["schema"], props.get("alias") or props["name"]])
 

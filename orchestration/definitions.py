@@ -35,9 +35,9 @@ guarded = [k for a in lake_assets for k in a.keys if k.path[0] in ("silver", "go
 
 defs = dg.Definitions(
     # Code references: each asset links to the file and line that defines it.
-    # gold.rag_audit and gold.feedback are written by the RAG service, not by Dagster:
-    # declared (external) for lineage only.
-    assets=[*assets, generation.rag_audit, generation.feedback],
+    # gold.rag_audit and gold.feedback are written by the RAG service, and the sof views
+    # are compiled when dbt connects: declared (external) for lineage only.
+    assets=[*assets, generation.rag_audit, generation.feedback, *ehr.sof_view_specs()],
     asset_checks=[*gx_checks_for(asset_keys),
                   phi_guard(guarded),
                   genomics.samples_linked, *omop_checks, *imaging.imaging_checks],
