@@ -23,19 +23,23 @@ def _with_code_references(assets: list) -> list:
         return list(dg.with_source_code_references(assets))
 
 
-assets = _with_code_references([
-    ehr.fhir_assets, imaging.dicom_assets, genomics.vcf_assets,
-    governance.quarantine, transform.lake_models, retrieval.clinical_chunks,
-    generation.patient_summary, generation.eval_dataset, generation.retrieval_eval])
+lake_assets = [ehr.fhir_assets, imaging.dicom_assets, genomics.vcf_assets,
+               governance.quarantine, transform.lake_models, retrieval.clinical_chunks]
+# Downstream of the embeddings (and so of the PHI guard that runs after them).
+generation_assets = [generation.patient_summary, generation.eval_dataset,
+                     generation.retrieval_eval]
+assets = _with_code_references([*lake_assets, *generation_assets])
 asset_keys = [k for a in assets for k in a.keys]
+# The guard waits for every silver and gold table the lake builds before the embeddings.
+guarded = [k for a in lake_assets for k in a.keys if k.path[0] in ("silver", "gold")]
 
 defs = dg.Definitions(
     # Code references: each asset links to the file and line that defines it.
-    # gold.rag_audit and gold.feedback are written by the RAG service, not by Dagster:
-    # declared (external) for lineage only.
-    assets=[*assets, generation.rag_audit, generation.feedback],
+    # gold.rag_audit and gold.feedback are written by the RAG service, and the sof views
+    # are compiled when dbt connects: declared (external) for lineage only.
+    assets=[*assets, generation.rag_audit, generation.feedback, *ehr.sof_view_specs()],
     asset_checks=[*gx_checks_for(asset_keys),
-                  phi_guard([k for k in asset_keys if k.path[0] in ("silver", "gold")]),
+                  phi_guard(guarded),
                   genomics.samples_linked, *omop_checks, *imaging.imaging_checks],
     jobs=[refresh_all, jobs.lake_maintenance],
     schedules=[jobs.nightly_refresh, jobs.nightly_maintenance],

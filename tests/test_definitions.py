@@ -30,9 +30,9 @@ def test_code_location_loads_without_gx_or_torch(home):
         assert key in out.stdout
 
 
-LAYERS = {"bronze", "silver", "gold", "vectors"}
+LAYERS = {"bronze", "silver", "gold", "vocab", "vectors"}
 WRITER_POOLS = {"bronze": "lake_bronze", "silver": "lake_silver_gold", "gold": "lake_silver_gold",
-                "vectors": "lake_vectors"}
+                "vocab": "lake_silver_gold", "vectors": "lake_vectors"}
 
 
 def test_every_asset_is_described_owned_grouped_tagged_and_linked_to_code(home):

@@ -3,6 +3,7 @@ import dagster as dg
 from assets.generation import evaluation, summaries
 from assets.retrieval.evaluation import evaluate_retrieval
 from medlake import lake
+from orchestration.policies import POOL_DBT, POOL_VECTORS, TRANSIENT_RETRY, follows_upstream
 from serving.feedback import FEEDBACK
 from serving.rag import AUDIT
 
@@ -23,8 +24,9 @@ feedback = dg.AssetSpec(
 
 @dg.asset(
     key=["gold", "patient_summary"], group_name="generation",
-    deps=[["vectors", "clinical_chunks"]], kinds={"delta", "openai"},
-    owners=["team:ml-platform"], tags={"layer": "gold"},
+    deps=[["vectors", "clinical_chunks"]], kinds={"delta", "openai", "python"},
+    owners=["team:ml-platform"], tags={"layer": "gold", "domain": "generation"},
+    automation_condition=follows_upstream(), pool=POOL_DBT, retry_policy=TRANSIENT_RETRY,
 )
 def patient_summary(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
     """One cited summary per person, written by the LLM (MEDLAKE_LLM_BASE_URL) through the
@@ -44,7 +46,9 @@ def patient_summary(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
 
 @dg.asset(
     key=["gold", "eval_dataset"], group_name="generation", deps=[rag_audit, feedback],
-    kinds={"delta", "json"}, owners=["team:ml-platform"], tags={"layer": "gold"},
+    kinds={"delta", "json", "python"}, owners=["team:ml-platform"],
+    tags={"layer": "gold", "domain": "generation"},
+    automation_condition=follows_upstream(), pool=POOL_DBT, retry_policy=TRANSIENT_RETRY,
 )
 def eval_dataset(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
     """Rated answers for evaluation and fine-tuning: each rating in gold.feedback joined
@@ -63,7 +67,10 @@ def eval_dataset(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
 
 @dg.asset(
     key=["retrieval_eval"], group_name="generation",
-    deps=[["vectors", "clinical_chunks"]], kinds={"lancedb"}, owners=["team:ml-platform"],
+    deps=[["vectors", "clinical_chunks"]], kinds={"lancedb", "python"},
+    owners=["team:ml-platform"], tags={"layer": "vectors", "domain": "generation"},
+    # Reads the vectors only, but in their pool so it never scores a half-synced table.
+    automation_condition=follows_upstream(), pool=POOL_VECTORS, retry_policy=TRANSIENT_RETRY,
 )
 def retrieval_eval(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
     """Retrieval quality on known-item questions derived from the de-identified notes
