@@ -151,10 +151,10 @@ def onnx_files(path: str, home: Path | None = None) -> tuple[Path, Path]:
 class OnnxEncoder:
     """ONNX Runtime for the transformer; the model's own tokenizer and pooling."""
 
-    def __init__(self, path: str, quantized: bool):
+    def __init__(self, path: str, quantized: bool, home: Path | None = None):
         import onnxruntime as ort
 
-        fp32, int8 = onnx_files(path)
+        fp32, int8 = onnx_files(path, home)
         self.st = _model(path, "cpu")
         options = ort.SessionOptions()
         options.intra_op_num_threads = min(os.cpu_count() or 1, 8)
@@ -188,8 +188,10 @@ class OnnxEncoder:
 
 
 @lru_cache(maxsize=4)
-def _onnx(path: str, quantized: bool) -> OnnxEncoder:
-    return OnnxEncoder(path, quantized)
+def _onnx(path: str, quantized: bool, home: Path) -> OnnxEncoder:
+    # Keyed by home too: an encoder cached for one MEDLAKE_HOME must not stand in for
+    # another's, whose models/ folder would then never get its export.
+    return OnnxEncoder(path, quantized, home)
 
 
 def encoder():
@@ -197,7 +199,7 @@ def encoder():
     kind = backend()
     if kind == "torch":
         return _model(model_path(), get_settings().embed_device)
-    return _onnx(model_path(), kind == "onnx-int8")
+    return _onnx(model_path(), kind == "onnx-int8", Path(get_settings().home))
 
 
 def embed(texts: list[str], batch_size: int | None = None,
