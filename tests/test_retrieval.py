@@ -1,4 +1,5 @@
 """clinical_chunks sync and search on a real LanceDB in a temporary MEDLAKE_HOME."""
+import shutil
 from datetime import date
 
 import numpy as np
@@ -6,6 +7,7 @@ import pyarrow as pa
 import pytest
 
 from assets.retrieval import embedder, search as search_mod, vectors
+from conftest import use_home
 
 SOURCE = vectors.SOURCES[0]
 
@@ -135,6 +137,13 @@ def test_onnx_int8_export_loads_offline_and_matches_fp32(home, monkeypatch):
     assert embedder.model_name().endswith("+int8")  # a backend switch re-embeds
     assert np.allclose(np.linalg.norm(got, axis=1), 1, atol=1e-5)
     assert (got * ref).sum(axis=1).min() > 0.97
+    # Another home gets its own encoder and files, not the one cached for the first
+    # (the copied export stands in for a second, slow export).
+    other = home.parent / "other"
+    shutil.copytree(home / "models", other / "models")
+    first = embedder.encoder()
+    use_home(monkeypatch, other)
+    assert embedder.encoder() is not first
     monkeypatch.setenv("MEDLAKE_EMBED_BACKEND", "fp8")
     with pytest.raises(ValueError, match="MEDLAKE_EMBED_BACKEND"):
         embedder.backend()

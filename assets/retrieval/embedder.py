@@ -25,10 +25,11 @@ from medlake.config import get_settings
 
 DIM = 384
 BACKENDS = ("torch", "onnx", "onnx-int8")
-# What `auto` means on a CPU, chosen by measurement (bench/embed.py): int8 must keep
-# recall@10 on the known-item questions within 0.02 of fp32 to be the default. It
-# did in vector mode (+0.000) but not in hybrid mode, the default search (-0.038, one
-# question in 26), so fp32 stays the default and int8 is opt-in.
+# What `auto` means on a CPU, chosen by measurement (bench/embed.py): int8 becomes the
+# default when it is 3x torch fp32 with recall@10 within 0.02. The fused int8 export
+# keeps recall (111 known-item questions: vector -0.009, hybrid +0.018) but on this
+# AVX2-only CPU (no VNNI) it is 1.8x torch per CPU second, not 3x: fp32 stays the
+# default and int8 is opt-in.
 CPU_DEFAULT = "torch"
 
 
@@ -91,9 +92,13 @@ def model_name() -> str:
     return base + "+int8" if backend() == "onnx-int8" else base
 
 
+# Bumped when the export recipe changes, so files made by an older one are redone.
+EXPORT_VERSION = 2
+
+
 def _fingerprint(path: str) -> str:
     """Which model an export belongs to: its folder name and weight files' sizes/times."""
-    h = hashlib.sha256(os.path.abspath(path).encode())
+    h = hashlib.sha256(f"{EXPORT_VERSION}:{os.path.abspath(path)}".encode())
     for f in sorted(Path(path).glob("*")):
         if f.is_file():
             st = f.stat()
@@ -128,19 +133,31 @@ def onnx_files(path: str, home: Path | None = None) -> tuple[Path, Path]:
     sample = st[0].tokenizer(["a short text", "and a somewhat longer second text"],
                              padding=True, return_tensors="pt")
     tmp32, tmp8 = fp32.with_suffix(".tmp"), int8.with_suffix(".tmp")
+    raw = folder / "model_unfused.tmp"
     import warnings
 
-    with torch.no_grad(), warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # tracer notes on shapes fixed by dynamic_axes
-        torch.onnx.export(
-            TokenEmbeddings(hf), tuple(sample[n] for n in names), str(tmp32),
-            input_names=names, output_names=["token_embeddings"], opset_version=17,
-            dynamic_axes={n: {0: "batch", 1: "tokens"} for n in names + ["token_embeddings"]},
-            dynamo=False)
-    # MatMul only, signed per-channel weights: on AVX2 this kept cosine to fp32 at
-    # 0.98+ where the unsigned, per-tensor form fell to 0.94.
+    # Eager attention exports as plain MatMul/Softmax, a pattern ONNX Runtime's
+    # transformer optimizer fuses into one Attention op (the SDPA export it does not).
+    attention = hf.config._attn_implementation
+    hf.set_attn_implementation("eager")
+    try:
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # tracer notes on shapes fixed by dynamic_axes
+            torch.onnx.export(
+                TokenEmbeddings(hf), tuple(sample[n] for n in names), str(raw),
+                input_names=names, output_names=["token_embeddings"], opset_version=17,
+                dynamic_axes={n: {0: "batch", 1: "tokens"}
+                              for n in names + ["token_embeddings"]},
+                dynamo=False)
+    finally:
+        hf.set_attn_implementation(attention)  # the cached torch model stays as it was
+    _fuse(raw, tmp32, hf.config)
+    raw.unlink()
+    # Signed per-channel weights: on AVX2 this kept cosine to fp32 at 0.98+ where the
+    # unsigned, per-tensor form fell to 0.94. The fused Attention's projections are
+    # quantized too (with MatMul only, 2.5x torch per CPU second instead of 2.8x).
     quantize_dynamic(str(tmp32), str(tmp8), weight_type=QuantType.QInt8, per_channel=True,
-                     op_types_to_quantize=["MatMul"],
+                     op_types_to_quantize=["MatMul", "Attention"],
                      extra_options={"DefaultTensorType": 1})  # 1 = FLOAT
     # Renamed last, so a run killed half-way leaves no file that looks finished.
     os.replace(tmp32, fp32)
@@ -148,16 +165,30 @@ def onnx_files(path: str, home: Path | None = None) -> tuple[Path, Path]:
     return fp32, int8
 
 
+def _fuse(src: Path, dst: Path, config) -> None:
+    """ONNX Runtime's transformer fusions (attention, embedding + LayerNorm, skip
+    LayerNorm, bias GELU) for BERT-like models; other models are saved as exported."""
+    if config.model_type not in ("bert", "roberta", "xlm-roberta"):
+        os.replace(src, dst)
+        return
+    from onnxruntime.transformers.optimizer import optimize_model
+
+    fused = optimize_model(str(src), model_type="bert", num_heads=config.num_attention_heads,
+                           hidden_size=config.hidden_size, opt_level=0)
+    fused.save_model_to_file(str(dst))
+
+
 class OnnxEncoder:
     """ONNX Runtime for the transformer; the model's own tokenizer and pooling."""
 
-    def __init__(self, path: str, quantized: bool):
+    def __init__(self, path: str, quantized: bool, home: Path | None = None):
         import onnxruntime as ort
 
-        fp32, int8 = onnx_files(path)
+        fp32, int8 = onnx_files(path, home)
         self.st = _model(path, "cpu")
         options = ort.SessionOptions()
         options.intra_op_num_threads = min(os.cpu_count() or 1, 8)
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         # Spinning threads steal the cores a busy machine shares with other work.
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.session = ort.InferenceSession(str(int8 if quantized else fp32), options,
@@ -188,8 +219,10 @@ class OnnxEncoder:
 
 
 @lru_cache(maxsize=4)
-def _onnx(path: str, quantized: bool) -> OnnxEncoder:
-    return OnnxEncoder(path, quantized)
+def _onnx(path: str, quantized: bool, home: Path) -> OnnxEncoder:
+    # Keyed by home too: an encoder cached for one MEDLAKE_HOME must not stand in for
+    # another's, whose models/ folder would then never get its export.
+    return OnnxEncoder(path, quantized, home)
 
 
 def encoder():
@@ -197,7 +230,7 @@ def encoder():
     kind = backend()
     if kind == "torch":
         return _model(model_path(), get_settings().embed_device)
-    return _onnx(model_path(), kind == "onnx-int8")
+    return _onnx(model_path(), kind == "onnx-int8", Path(get_settings().home))
 
 
 def embed(texts: list[str], batch_size: int | None = None,
