@@ -272,7 +272,6 @@ class _Buffer:
         self.tables: dict[str, list[tuple[str, pa.Table]]] = {name: [] for name in self.specs}
         self.size = 0
         self.flushed: set[str] = set()  # files with rows already merged
-        self.cleared: set[tuple[str, str]] = set()  # (table, file): a killed run's rows deleted
 
     def add(self, table: str, rows: list[dict] | pa.Table, digest: str, provenance: dict) -> int:
         spec = self.specs[table]
@@ -306,18 +305,11 @@ class _Buffer:
             if not now_:
                 continue
             spec = self.specs[name]
-            fresh = {(name, d) for d, _ in now_} - self.cleared
-            if fresh:  # rows a killed run left for these (unlogged) files: they come again now
-                lake.delete(name, "source_sha256 IN (" + ", ".join(sorted(f"'{d}'" for _, d in fresh)) + ")")
-                self.cleared |= fresh
             order = "last_updated" if "last_updated" in spec.schema.names else None
             rows = _dedupe(pa.concat_tables(t for _, t in now_), spec.keys, order)
-            # A MERGE of keys the table does not hold yet only inserts: append instead, at a
-            # fraction of the cost (the usual case for a new file: new sites, new samples).
-            if lake.holds_any(name, rows, spec.keys):
-                result = lake.merge(name, rows, spec.keys, spec.update_when)
-            else:
-                result = lake.append(name, rows)
+            # lake.merge appends when none of the keys is stored yet (a new file's rows,
+            # the usual case) and MERGEs otherwise, e.g. the rows a killed run left.
+            result = lake.merge(name, rows, spec.keys, spec.update_when)
             self.summary.rows[name] = self.summary.rows.get(name, 0) + result.inserted + result.updated
             self.flushed.update(d for d, _ in now_)
         self.size = sum(t.num_rows for pending in self.tables.values() for _, t in pending)

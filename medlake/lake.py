@@ -137,10 +137,13 @@ def merge(table: str, data: pa.Table, keys: list[str], update_when: str | None =
     dt = ensure(table, data.schema)
     if data.num_rows == 0:
         return WriteResult(table, dt.version())
-    if not dt.file_uris():
-        # Nothing to match against (a first load): an append writes the same rows
-        # without the join, about 5x faster on a large first batch. Keys are unique
-        # in `data` (callers dedupe), as a MERGE requires too.
+    if not _holds_any(dt, data, keys):
+        # Nothing to match against (a first load, or a batch of new keys, the usual case
+        # for bronze): the MERGE would insert every row, and an append writes the same
+        # rows without the join. Keys are unique in `data` (callers dedupe), as a MERGE
+        # requires too. Safe because each table has one writer at a time (the Dagster
+        # pools); a run killed after the append is re-run through a MERGE, since its
+        # keys are then in the table.
         write_deltalake(uri(table), data, mode="append")
         return WriteResult(table, DeltaTable(uri(table)).version(), data.num_rows)
     on = " AND ".join(f't."{k}" = s."{k}"' for k in keys)
@@ -163,11 +166,11 @@ def merge(table: str, data: pa.Table, keys: list[str], update_when: str | None =
     raise AssertionError("unreachable")
 
 
-def holds_any(table: str, data: pa.Table, keys: list[str]) -> bool:
-    """Whether the table already has a row with any of `data`'s keys. Partition columns
-    among the keys are filtered by value first, so only those partitions are read."""
-    dt = open_table(table)
-    if dt is None or data.num_rows == 0 or not dt.file_uris():
+def _holds_any(dt: DeltaTable, data: pa.Table, keys: list[str]) -> bool:
+    """Whether the table holds any of `data`'s keys: a scan of the key columns only, far
+    cheaper than the MERGE it can spare. Partition columns among the keys are filtered by
+    value first, so only those partitions are read."""
+    if not dt.file_uris():
         return False
     parts = [c for c in dt.metadata().partition_columns if c in keys]
     where = " AND ".join(
@@ -177,26 +180,22 @@ def holds_any(table: str, data: pa.Table, keys: list[str]) -> bool:
     con = duckdb.connect()
     try:
         con.register("s", data.select(keys))
-        con.execute(f"CREATE VIEW t AS SELECT * FROM {scan_sql(dt)}")
-        return bool(con.execute(f"SELECT 1 FROM (SELECT {using} FROM t WHERE {where}) "
+        return bool(con.execute(f"SELECT 1 FROM (SELECT {using} FROM {scan_sql(dt)} WHERE {where}) "
                                 f"SEMI JOIN s USING ({using}) LIMIT 1").fetchall())
     finally:
         con.close()
+
+
+def holds_any(table: str, data: pa.Table, keys: list[str]) -> bool:
+    """Whether `table` already has a row with any of `data`'s keys."""
+    dt = open_table(table)
+    return dt is not None and data.num_rows > 0 and _holds_any(dt, data, keys)
 
 
 def _literal(value) -> str:
     if value is None:
         return "NULL"
     return "'" + str(value).replace("'", "''") + "'" if isinstance(value, str) else repr(value)
-
-
-def append(table: str, data: pa.Table) -> WriteResult:
-    """Append `data` (the caller knows none of its keys is in the table: `holds_any`)."""
-    dt = ensure(table, data.schema)
-    if data.num_rows == 0:
-        return WriteResult(table, dt.version())
-    write_deltalake(dt, data, mode="append")
-    return WriteResult(table, DeltaTable(uri(table)).version(), inserted=data.num_rows)
 
 
 def delete(table: str, predicate: str) -> int:

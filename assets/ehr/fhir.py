@@ -11,8 +11,10 @@ import re
 from datetime import datetime
 from pathlib import Path
 
+import numpy as np
 import orjson
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from medlake.ingest import Modality, Parsed, Problem, TableSpec
 
@@ -37,6 +39,8 @@ FHIR_RESOURCES = TableSpec(
     update_when="(t.last_updated IS NULL OR s.last_updated >= t.last_updated) "
                 "AND s.resource <> t.resource",
 )
+
+_UTC = pa.timestamp("us", tz="UTC")
 
 # Elements through which a resource belongs to a patient's compartment.
 PATIENT_LINKS = ("subject", "patient", "beneficiary", "individual")
@@ -92,16 +96,57 @@ def patient_ref(resource: dict, refs: dict[str, str] | None = None) -> str | Non
     return None
 
 
-def to_row(resource: dict, raw: bytes | None = None,
-           refs: dict[str, str] | None = None) -> dict:
-    """A bronze row; `raw` is the resource already serialized with its references
-    resolved through `refs`, which saves a second serialization."""
-    return dict(
-        resource_type=resource["resourceType"], resource_id=str(resource["id"]),
-        patient_ref=patient_ref(resource, refs),
-        last_updated=_timestamp((resource.get("meta") or {}).get("lastUpdated")),
-        resource=(raw if raw is not None else orjson.dumps(resource)).decode(),
-    )
+class Columns:
+    """Rows of `bronze.fhir_resources` gathered column by column: a file's resources
+    become one Arrow table without a Python dict or str per resource."""
+
+    def __init__(self):
+        self.types: list[str] = []
+        self.ids: list[str] = []
+        self.patients: list[str | None] = []
+        self.updated: list[str | None] = []
+        self.raws: list[bytes] = []
+
+    def add(self, resource: dict, raw: bytes | None = None,
+            refs: dict[str, str] | None = None) -> None:
+        """One resource; `raw` is it already serialized with its references resolved
+        through `refs`, which saves a second serialization."""
+        self.types.append(resource["resourceType"])
+        self.ids.append(str(resource["id"]))
+        self.patients.append(patient_ref(resource, refs))
+        meta = resource.get("meta")
+        self.updated.append(meta.get("lastUpdated") if isinstance(meta, dict) else None)
+        self.raws.append(raw if raw is not None else orjson.dumps(resource))
+
+    def table(self) -> pa.Table:
+        return pa.table({
+            "resource_type": pa.array(self.types, pa.string()),
+            "resource_id": pa.array(self.ids, pa.string()),
+            "patient_ref": pa.array(self.patients, pa.string()),
+            "last_updated": _timestamps(self.updated),
+            "resource": _strings(self.raws),
+        })
+
+
+def _timestamps(values: list) -> pa.Array:
+    """FHIR instants → UTC timestamps, vectorized; a value Arrow cannot read (a bare
+    date, a typo) is read on its own, and becomes NULL if it is no timestamp at all."""
+    strings = [v if isinstance(v, str) else None for v in values]
+    try:
+        return pc.cast(pa.array(strings, pa.string()), _UTC)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return pa.array([_timestamp(v) for v in strings], _UTC)
+
+
+def _strings(raws: list[bytes]) -> pa.Array:
+    """Serialized JSON (valid UTF-8, as orjson writes it) → one string array built over
+    a single joined buffer: ~4x cheaper than a str per resource."""
+    data = b"".join(raws)
+    if len(data) >= 2**31:  # beyond 32-bit offsets: let Arrow chunk it
+        return pa.chunked_array([pa.array([r.decode() for r in raws], pa.string())])
+    offsets = np.zeros(len(raws) + 1, np.int32)
+    np.cumsum(np.fromiter(map(len, raws), np.int32, len(raws)), out=offsets[1:])
+    return pa.StringArray.from_buffers(len(raws), pa.py_buffer(offsets), pa.py_buffer(data))
 
 
 def _check(resource, where: str, entry=None) -> Problem | None:
@@ -121,13 +166,13 @@ def _check(resource, where: str, entry=None) -> Problem | None:
     return None
 
 
-def parse_bundle_or_resource(doc, out: Parsed) -> None:
+def parse_bundle_or_resource(doc, out: Parsed, rows: Columns) -> None:
     if doc.get("resourceType") != "Bundle":
         problem = _check(doc, "")
         if problem:
             out.problems.append(problem)
         else:
-            out.rows["bronze.fhir_resources"].append(to_row(doc))
+            rows.add(doc)
         return
     entries = doc.get("entry") or []
     refs: dict[str, str] = {}
@@ -135,20 +180,24 @@ def parse_bundle_or_resource(doc, out: Parsed) -> None:
         r = e.get("resource") if isinstance(e, dict) else None
         if isinstance(r, dict) and r.get("resourceType") and r.get("id") and e.get("fullUrl"):
             refs[str(e["fullUrl"])] = f"{r['resourceType']}/{r['id']}"
-    swaps = _swaps(refs)
-    rows = out.rows["bronze.fhir_resources"]
+    kept, raws = [], []
     for i, e in enumerate(entries):
         resource = e.get("resource") if isinstance(e, dict) else None
         problem = _check(resource, f"#entry={i}", e)
         if problem:
             out.problems.append(problem)
             continue
-        raw = _resolve(orjson.dumps(resource), swaps)
-        rows.append(to_row(resource, raw, refs))
+        kept.append(resource)
+        raws.append(orjson.dumps(resource))
+    # Compact JSON never holds a raw newline, so the Bundle's resources are rewritten in
+    # one pass over them joined by newlines, then split apart again.
+    raws = _resolve(b"\n".join(raws), _swaps(refs)).split(b"\n") if raws else []
+    for resource, raw in zip(kept, raws):
+        rows.add(resource, raw, refs)
 
 
 def parse(path: Path) -> Parsed:
-    out = Parsed(rows={"bronze.fhir_resources": []})
+    out, rows = Parsed(), Columns()
     try:
         text = _open(path)
     except (OSError, EOFError, gzip.BadGzipFile) as e:
@@ -166,7 +215,8 @@ def parse(path: Path) -> Parsed:
             if problem:
                 out.problems.append(problem)
             else:
-                out.rows["bronze.fhir_resources"].append(to_row(doc))
+                rows.add(doc)
+        out.rows["bronze.fhir_resources"] = rows.table()
         return out
     try:
         doc = orjson.loads(text)
@@ -176,7 +226,8 @@ def parse(path: Path) -> Parsed:
     if not isinstance(doc, dict) or "resourceType" not in doc:
         return Parsed(problems=[Problem("JSON file has no resourceType, so it is not FHIR; "
                                         "move it out of landing/fhir/.")], fatal=True)
-    parse_bundle_or_resource(doc, out)
+    parse_bundle_or_resource(doc, out, rows)
+    out.rows["bronze.fhir_resources"] = rows.table()
     return out
 
 
