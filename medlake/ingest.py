@@ -307,9 +307,10 @@ class _Buffer:
             spec = self.specs[name]
             order = "last_updated" if "last_updated" in spec.schema.names else None
             rows = _dedupe(pa.concat_tables(t for _, t in now_), spec.keys, order)
-            # lake.merge appends when none of the keys is stored yet (a new file's rows,
-            # the usual case) and MERGEs otherwise, e.g. the rows a killed run left.
-            result = lake.merge(name, rows, spec.keys, spec.update_when)
+            # Appended when none of the keys is stored yet (a new file's rows, the usual
+            # case), MERGEd otherwise, e.g. over the rows a killed run left. Bronze has one
+            # writer at a time (the lake_bronze pool).
+            result = lake.merge(name, rows, spec.keys, spec.update_when, sole_writer=True)
             self.summary.rows[name] = self.summary.rows.get(name, 0) + result.inserted + result.updated
             self.flushed.update(d for d, _ in now_)
         self.size = sum(t.num_rows for pending in self.tables.values() for _, t in pending)
@@ -476,7 +477,7 @@ def _ingest_chunk(modality: Modality, chunk: list[tuple[Path, str, tuple]],
     if quarantine:
         lake.merge(QUARANTINE, _dedupe(pa.Table.from_pylist(quarantine, QUARANTINE_SCHEMA),
                                        ["source_uri", "source_sha256"], None),
-                   ["source_uri", "source_sha256"])
+                   ["source_uri", "source_sha256"], sole_writer=True)
     # Last: only now are these files done. See the module docstring.
     lake.merge(INGEST_LOG, pa.Table.from_pylist(ledger, LOG_SCHEMA),
-               ["source_uri", "source_sha256"])
+               ["source_uri", "source_sha256"], sole_writer=True)

@@ -127,23 +127,25 @@ class WriteResult:
 
 
 def merge(table: str, data: pa.Table, keys: list[str], update_when: str | None = None,
-          retries: int = 5) -> WriteResult:
+          retries: int = 5, *, sole_writer: bool = False) -> WriteResult:
     """Upsert `data` on `keys`. Rows that match and satisfy `update_when` (SQL over
     `s` source and `t` target) replace the target row; new keys are inserted.
 
     A merge that changes nothing commits nothing, which is what makes assets
     idempotent. Concurrent commits are retried with backoff.
+
+    `sole_writer`: the caller guarantees no other process writes this table meanwhile
+    (bronze ingestion, serialized by its Dagster pool). Then a batch none of whose keys
+    is stored yet (a first load, a new file: the usual case) is appended, which writes
+    the same rows as the MERGE without its join. Two concurrent appends of one key would
+    both commit, since Delta sees no conflict between appends: hence the guarantee.
     """
     dt = ensure(table, data.schema)
     if data.num_rows == 0:
         return WriteResult(table, dt.version())
-    if not _holds_any(dt, data, keys):
-        # Nothing to match against (a first load, or a batch of new keys, the usual case
-        # for bronze): the MERGE would insert every row, and an append writes the same
-        # rows without the join. Keys are unique in `data` (callers dedupe), as a MERGE
-        # requires too. Safe because each table has one writer at a time (the Dagster
-        # pools); a run killed after the append is re-run through a MERGE, since its
-        # keys are then in the table.
+    if sole_writer and not _holds_any(dt, data, keys):
+        # Keys are unique in `data` (callers dedupe), as a MERGE requires too. A run
+        # killed after the append is re-run through a MERGE: its keys are then stored.
         write_deltalake(uri(table), data, mode="append")
         return WriteResult(table, DeltaTable(uri(table)).version(), data.num_rows)
     on = " AND ".join(f't."{k}" = s."{k}"' for k in keys)

@@ -54,18 +54,24 @@ def test_read_at_an_older_version_time_travels(home):
     assert lake.read(t, q, params=["d1"], version=v0).column(0).to_pylist() == ["first"]
 
 
-def test_merge_appends_new_keys_and_merges_once_any_key_is_held(home):
+def test_sole_writer_merge_appends_new_keys_and_merges_once_any_key_is_held(home):
     t = "bronze.pairs"
-    lake.merge(t, pa.table({"a": ["x"], "b": [1], "v": ["old"]}), ["a", "b"])
+    lake.merge(t, pa.table({"a": ["x"], "b": [1], "v": ["old"]}), ["a", "b"], sole_writer=True)
     # Neither (x, 2) nor (y, 1) is held, though each half of the key is: an append.
-    new = lake.merge(t, pa.table({"a": ["x", "y"], "b": [2, 1], "v": ["n1", "n2"]}), ["a", "b"])
+    new = lake.merge(t, pa.table({"a": ["x", "y"], "b": [2, 1], "v": ["n1", "n2"]}), ["a", "b"],
+                     sole_writer=True)
     assert new.inserted == 2
     assert lake.open_table(t).history(1)[0]["operation"] == "WRITE"
+    # Without the sole-writer guarantee, new keys still go through a MERGE (concurrent
+    # writers rely on its conflict detection).
+    lake.merge(t, pa.table({"a": ["q"], "b": [9], "v": ["m"]}), ["a", "b"])
+    assert lake.open_table(t).history(1)[0]["operation"] == "MERGE"
     # One held key: a MERGE, so the held row is updated in place, not duplicated.
     both = lake.merge(t, pa.table({"a": ["x", "z"], "b": [1, 1], "v": ["new", "n3"]}),
-                      ["a", "b"], update_when="s.v <> t.v")
+                      ["a", "b"], update_when="s.v <> t.v", sole_writer=True)
     assert (both.inserted, both.updated) == (1, 1)
     assert lake.open_table(t).history(1)[0]["operation"] == "MERGE"
     rows = lake.read(t, "SELECT a, b, v FROM t ORDER BY a, b").to_pylist()
-    assert rows == [{"a": "x", "b": 1, "v": "new"}, {"a": "x", "b": 2, "v": "n1"},
-                    {"a": "y", "b": 1, "v": "n2"}, {"a": "z", "b": 1, "v": "n3"}]
+    assert rows == [{"a": "q", "b": 9, "v": "m"}, {"a": "x", "b": 1, "v": "new"},
+                    {"a": "x", "b": 2, "v": "n1"}, {"a": "y", "b": 1, "v": "n2"},
+                    {"a": "z", "b": 1, "v": "n3"}]
