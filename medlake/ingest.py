@@ -19,7 +19,8 @@ Parsing is spread over a pool of processes (one per core) with a time bound per 
 so one pathological file is quarantined instead of hanging the run; a modality whose
 files stream (`Modality.streams`) is parsed in this process instead, piece by piece. A
 file already logged with the same path, size and modification time is skipped without
-being read again; any other file is hashed, and skipped if its bytes were ingested before.
+being read again; any other file is hashed where it is parsed (on the pool: in the
+worker), and skipped if its bytes were ingested before.
 """
 from __future__ import annotations
 
@@ -182,11 +183,6 @@ def ingest(modality: Modality, root: Path, batch_id: str, *, chunk_files: int | 
     `files` when given (a sensor's batch; a listed file that has vanished is skipped),
     parsing on `workers` processes (default: every core), each file within `timeout_s`."""
     summary = IngestSummary(modality.name)
-    for spec in modality.tables:
-        _ensure(spec.name, spec.schema, spec.partition_by)
-    lake.ensure(QUARANTINE, QUARANTINE_SCHEMA)
-    _ensure(INGEST_LOG, LOG_SCHEMA)
-
     # Resolved once here, so each file's URI needs no filesystem walk of its own.
     if files is not None:
         files = sorted({Path(f).resolve() for f in files if Path(f).is_file()})
@@ -195,30 +191,37 @@ def ingest(modality: Modality, root: Path, batch_id: str, *, chunk_files: int | 
     summary.files_seen = len(files)
     done, stamps = ingested(modality.name)
     todo = []
+    for path in files:
+        stamp = _stamp(path)
+        if stamp in stamps:
+            summary.files_skipped += 1
+        else:
+            todo.append((path, stamp))
     workers = 1 if modality.streams else (workers or os.cpu_count() or 1)
     with _Parser(modality.parse, workers, timeout_s) as parser:
-        for path in files:
-            stamp = _stamp(path)
-            if stamp in stamps:
-                summary.files_skipped += 1
-                continue
-            digest = sha256_file(path)
+        if len(todo) >= POOL_MIN_FILES:
+            parser.start()  # workers start up while the tables are opened
+        for spec in modality.tables:
+            _ensure(spec.name, spec.schema, spec.partition_by)
+        lake.ensure(QUARANTINE, QUARANTINE_SCHEMA)
+        _ensure(INGEST_LOG, LOG_SCHEMA)
+
+        chunk_files = chunk_files or modality.chunk_files
+        chunk, parsed = [], []
+        results = parser.map([path for path, _ in todo])
+        for seen, ((path, stamp), (digest, pieces)) in enumerate(zip(todo, results), 1):
+            # Hashed where it is parsed (on the pool, the file is read there only).
             if digest in done:
                 summary.files_skipped += 1
-                continue
-            todo.append((path, digest, stamp))
-            done.add(digest)  # the same bytes under two names are ingested once
-            if len(todo) == POOL_MIN_FILES:
-                parser.start()  # workers start up while the rest is hashed
-
-        results = parser.map([path for path, _, _ in todo])
-        chunk_files = chunk_files or modality.chunk_files
-        for start in range(0, len(todo), chunk_files):
-            chunk = todo[start:start + chunk_files]
-            parsed = [next(results) for _ in chunk]
-            _ingest_chunk(modality, chunk, parsed, batch_id, summary)
-            if progress:
-                progress(start + len(chunk), len(todo))
+            else:
+                done.add(digest)  # the same bytes under two names are ingested once
+                chunk.append((path, digest, stamp))
+                parsed.append(pieces)
+            if len(chunk) == chunk_files or (seen == len(todo) and chunk):
+                _ingest_chunk(modality, chunk, parsed, batch_id, summary)
+                chunk, parsed = [], []
+            if progress and (seen % chunk_files == 0 or seen == len(todo)):
+                progress(seen, len(todo))
     return summary
 
 
@@ -256,7 +259,13 @@ class _Buffer:
     def add(self, table: str, rows: list[dict] | pa.Table, digest: str, provenance: dict) -> int:
         spec = self.specs[table]
         if not isinstance(rows, pa.Table):
-            rows = to_table(rows, spec.schema)
+            # Dict rows wait as dicts and become Arrow in one go at the flush: converting
+            # one file's row at a time cost more than parsing it.
+            for row in rows:
+                row.update(provenance)
+            self.tables[table].append((digest, rows))
+            self.size += len(rows)
+            return len(rows)
         for name, value in provenance.items():
             column = pa.repeat(pa.scalar(value, spec.schema.field(name).type), rows.num_rows)
             if name in rows.column_names:
@@ -271,7 +280,7 @@ class _Buffer:
         """Forget a file's rows: drop the buffered ones, delete the merged ones."""
         for name, pending in self.tables.items():
             self.tables[name] = [(d, t) for d, t in pending if d != digest]
-        self.size = sum(t.num_rows for pending in self.tables.values() for _, t in pending)
+        self.size = sum(len(t) for pending in self.tables.values() for _, t in pending)
         if digest in self.flushed:
             for name in self.tables:
                 deleted = lake.delete(name, f"source_sha256 = '{digest}'")
@@ -286,11 +295,27 @@ class _Buffer:
                 continue
             spec = self.specs[name]
             order = "last_updated" if "last_updated" in spec.schema.names else None
-            rows = _dedupe(pa.concat_tables(t for _, t in now_), spec.keys, order)
+            rows = _dedupe(_concat(spec.schema, [t for _, t in now_]), spec.keys, order)
             result = lake.merge(name, rows, spec.keys, spec.update_when)
             self.summary.rows[name] = self.summary.rows.get(name, 0) + result.inserted + result.updated
             self.flushed.update(d for d, _ in now_)
-        self.size = sum(t.num_rows for pending in self.tables.values() for _, t in pending)
+        self.size = sum(len(t) for pending in self.tables.values() for _, t in pending)
+
+
+def _concat(schema: pa.Schema, parts: list[list[dict] | pa.Table]) -> pa.Table:
+    """Buffered parts as one table, in arrival order; runs of dict rows convert at once."""
+    tables, run = [], []
+    for part in parts:
+        if isinstance(part, pa.Table):
+            if run:
+                tables.append(to_table(run, schema))
+                run = []
+            tables.append(part)
+        else:
+            run.extend(part)
+    if run:
+        tables.append(to_table(run, schema))
+    return pa.concat_tables(tables)
 
 
 def _timed_out(signum, frame):
@@ -319,8 +344,9 @@ def parse_bounded(parse: Callable[[Path], Parsed], path: Path, timeout_s: float)
 
 
 def parse_batch(parse: Callable[[Path], Parsed], paths: list[Path],
-                timeout_s: float) -> list[Parsed]:
-    return [_whole(parse_bounded(parse, p, timeout_s)) for p in paths]
+                timeout_s: float) -> list[tuple[str, Parsed]]:
+    """Each file's content hash and whole parse (a pool worker's job)."""
+    return [(sha256_file(p), _whole(parse_bounded(parse, p, timeout_s))) for p in paths]
 
 
 def _whole(out: Parsed | Iterator[Parsed]) -> Parsed:
@@ -381,8 +407,8 @@ class _Parser:
 
     def map(self, paths: list[Path]):
         if not self.pooled:
-            for path in paths:
-                yield _pieces(self.parse, path, self.timeout_s)
+            for path in paths:  # lazily parsed: a file skipped by its hash is not read
+                yield sha256_file(path), _pieces(self.parse, path, self.timeout_s)
             return
         # Files travel in batches: one message per file costs more than a header parse.
         queue = deque(paths[i:i + BATCH_FILES] for i in range(0, len(paths), BATCH_FILES))
@@ -396,8 +422,8 @@ class _Parser:
                     parse_batch, (self.parse, batch, self.timeout_s))))
             batch, job = pending.popleft()
             try:
-                for parsed in job.get(timeout=self.timeout_s * len(batch) + 10):
-                    yield [parsed]
+                for digest, parsed in job.get(timeout=self.timeout_s * len(batch) + 10):
+                    yield digest, [parsed]
             except multiprocessing.TimeoutError:
                 # A worker stuck where its timer cannot reach: replace the pool, retry
                 # the batch file by file, and set aside the file that hangs alone.
@@ -406,7 +432,7 @@ class _Parser:
                 rest = [b for b, _ in pending]
                 pending.clear()
                 if len(batch) == 1:
-                    yield [_overran(self.timeout_s)]
+                    yield sha256_file(batch[0]), [_overran(self.timeout_s)]
                     queue.extendleft(reversed(rest))
                 else:
                     queue.extendleft(reversed([[p] for p in batch] + rest))
