@@ -99,6 +99,9 @@ class Modality:
     # Parses yield pieces of large files: parsed in this process (a generator cannot
     # cross to a worker), so memory stays bounded by FLUSH_ROWS.
     streams: bool = False
+    # Optional: parse from the file's first HEAD_BYTES (all of it when `complete`), which
+    # a pool worker has already read to hash the file, so the file is read only once.
+    parse_head: Callable[[Path, bytes, bool], Parsed] | None = None
 
 
 @dataclass
@@ -110,6 +113,23 @@ class IngestSummary:
     files_quarantined: int = 0
     problems: int = 0
     rows: dict[str, int] = field(default_factory=dict)
+
+
+HEAD_BYTES = 1 << 20
+
+
+def hash_head(path: Path) -> tuple[str, bytes, bool]:
+    """The file's sha256, its first HEAD_BYTES, and whether those are the whole file:
+    one pass over the bytes for both the hash and a parser that reads from them."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        head = f.read(HEAD_BYTES)
+        h.update(head)
+        complete = len(head) < HEAD_BYTES
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+            complete = False
+    return h.hexdigest(), head, complete
 
 
 def sha256_file(path: Path) -> str:
@@ -198,7 +218,7 @@ def ingest(modality: Modality, root: Path, batch_id: str, *, chunk_files: int | 
         else:
             todo.append((path, stamp))
     workers = 1 if modality.streams else (workers or os.cpu_count() or 1)
-    with _Parser(modality.parse, workers, timeout_s) as parser:
+    with _Parser(modality.parse, workers, timeout_s, modality.parse_head) as parser:
         if len(todo) >= POOL_MIN_FILES:
             parser.start()  # workers start up while the tables are opened
         for spec in modality.tables:
@@ -343,10 +363,19 @@ def parse_bounded(parse: Callable[[Path], Parsed], path: Path, timeout_s: float)
             signal.signal(signal.SIGALRM, old)
 
 
-def parse_batch(parse: Callable[[Path], Parsed], paths: list[Path],
-                timeout_s: float) -> list[tuple[str, Parsed]]:
+def parse_batch(parse: Callable[[Path], Parsed], paths: list[Path], timeout_s: float,
+                parse_head: Callable[[Path, bytes, bool], Parsed] | None = None,
+                ) -> list[tuple[str, Parsed]]:
     """Each file's content hash and whole parse (a pool worker's job)."""
-    return [(sha256_file(p), _whole(parse_bounded(parse, p, timeout_s))) for p in paths]
+    out = []
+    for p in paths:
+        if parse_head is None:
+            out.append((sha256_file(p), _whole(parse_bounded(parse, p, timeout_s))))
+            continue
+        digest, head, complete = hash_head(p)
+        out.append((digest, _whole(parse_bounded(
+            lambda path: parse_head(path, head, complete), p, timeout_s))))
+    return out
 
 
 def _whole(out: Parsed | Iterator[Parsed]) -> Parsed:
@@ -386,8 +415,9 @@ class _Parser:
     If a worker stops answering (stuck where the timer cannot reach), the pool is
     replaced and the file that hangs quarantined."""
 
-    def __init__(self, parse, workers: int, timeout_s: float):
+    def __init__(self, parse, workers: int, timeout_s: float, parse_head=None):
         self.parse, self.workers, self.timeout_s = parse, workers, timeout_s
+        self.parse_head = parse_head
         self.pool = None
         self.pooled = False
 
@@ -419,7 +449,7 @@ class _Parser:
                 if self.pool is None:
                     self.start()
                 pending.append((batch, self.pool.apply_async(
-                    parse_batch, (self.parse, batch, self.timeout_s))))
+                    parse_batch, (self.parse, batch, self.timeout_s, self.parse_head))))
             batch, job = pending.popleft()
             try:
                 for digest, parsed in job.get(timeout=self.timeout_s * len(batch) + 10):

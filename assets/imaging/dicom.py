@@ -26,7 +26,7 @@ from pydicom.dataelem import RawDataElement
 from pydicom.datadict import dictionary_VR
 from pydicom.errors import InvalidDicomError
 
-from medlake.ingest import Modality, Parsed, Problem, TableSpec
+from medlake.ingest import HEAD_BYTES, Modality, Parsed, Problem, TableSpec
 
 BULK_THRESHOLD = 4096  # bytes; larger values (overlays, waveforms, icons) are left out
 OMITTED = "medlake:omitted-bulk-data"
@@ -206,7 +206,6 @@ def header_json(ds: pydicom.Dataset) -> dict:
 # into JSON again. Anything else raises `_Unusual` and takes the pydicom path, which
 # gives the same JSON (tests/test_imaging.py holds the two to each other on pydicom's
 # corpus).
-HEAD_BYTES = 1 << 20  # headers end long before this; pixel data is not read
 _PIXEL_TAGS = {0x7FE00010, 0x7FE00008, 0x7FE00009}  # where stop_before_pixels stops
 _LONG_LENGTH = {b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"UC", b"UN", b"UR",
                 b"UT", b"SV", b"UV"}
@@ -298,11 +297,9 @@ def _not_dicom(e: Exception) -> Parsed:
         "landing/dicom/ or re-export it from the source system.")], fatal=True)
 
 
-def _read(path: Path) -> tuple[dict, str | None, str | None]:
-    """(JSON model, transfer syntax, media SOP class) of a file's header."""
-    with open(path, "rb") as f:
-        data = f.read(HEAD_BYTES)
-        complete = len(data) < HEAD_BYTES or not f.read(1)
+def _read(path: Path, data: bytes, complete: bool) -> tuple[dict, str | None, str | None]:
+    """(JSON model, transfer syntax, media SOP class) of a file's header, from its
+    first bytes where they suffice."""
     try:
         doc, meta = fast_header(data, complete)
         return doc, meta.get(0x00020010), meta.get(0x00020002)
@@ -317,8 +314,16 @@ def _read(path: Path) -> tuple[dict, str | None, str | None]:
 
 
 def parse(path: Path) -> Parsed:
+    with open(path, "rb") as f:
+        data = f.read(HEAD_BYTES)
+        complete = len(data) < HEAD_BYTES or not f.read(1)
+    return parse_head(path, data, complete)
+
+
+def parse_head(path: Path, data: bytes, complete: bool) -> Parsed:
+    """`parse`, given the file's first bytes (all of them when `complete`)."""
     try:
-        doc, transfer_syntax, media_sop_class = _read(path)
+        doc, transfer_syntax, media_sop_class = _read(path, data, complete)
     except Exception as e:  # pydicom raises many kinds on bad bytes; all mean "unreadable"
         return _not_dicom(e)
     try:
@@ -364,4 +369,4 @@ def parse(path: Path) -> Parsed:
 
 # One small row per file, so large chunks: fewer Delta commits.
 DICOM = Modality(name="dicom", patterns=["**/*"], tables=[DICOM_INSTANCES], parse=parse,
-                 chunk_files=5000)
+                 chunk_files=5000, parse_head=parse_head)
