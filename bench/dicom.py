@@ -5,7 +5,10 @@ core over the same files, in the same run. Ours is the whole bronze ingestion: w
 stat, hash, header parse on every core (DICOM JSON model, bulk values marked), the Delta
 MERGE and the ingest log. Files are written before timing starts: one template per
 modality from `medlake.generate`, copied with new UIDs (PatientID, UIDs and accession
-vary as in an archive). Run: `make bench` (or `.venv/bin/python bench/dicom.py [n ...]`).
+vary as in an archive). These templates have no sequences, so every file takes the
+parser's byte-level path; a file with sequences or another transfer syntax is read by
+pydicom (about the floor's cost plus the JSON conversion). Run: `make bench` (or
+`.venv/bin/python bench/dicom.py [n ...]`).
 """
 from __future__ import annotations
 
