@@ -20,13 +20,14 @@ Parsing is spread over a pool of processes (one per core) with a time bound per 
 so one pathological file is quarantined instead of hanging the run; a modality whose
 files stream (`Modality.streams`) is parsed in this process instead, piece by piece. A
 file already logged with the same path, size and modification time is skipped without
-being read again; any other file is hashed, and skipped if its bytes were ingested before.
+being read again; any other file is hashed where it is parsed (on the pool: in the
+worker), and skipped if its bytes were ingested before.
 
 A MERGE is only needed where a key is already stored: a flush whose keys the table does
-not hold yet is appended instead (much cheaper for a large new file). Before a file's
-first flush into a table, rows carrying its source_sha256 are deleted: the file is not
-logged, so they can only be left by a run killed mid-file, and appending its rows again
-on top of them would duplicate keys.
+not hold yet is appended instead (much cheaper for a large new file), which is safe
+because bronze has one writer at a time (its Dagster pool). A run killed mid-file leaves
+rows of an unlogged file; the next run parses it again and, those keys being stored,
+MERGEs them instead of appending duplicates.
 """
 from __future__ import annotations
 
@@ -62,8 +63,11 @@ LOG_SCHEMA = pa.schema([
     ("size_bytes", pa.int64()), ("batch_id", pa.string()),
     ("ingested_at", pa.timestamp("us", tz="UTC")), ("mtime_ns", pa.int64()),
 ])
-# Below this many new files, starting worker processes costs more than it saves.
-POOL_MIN_FILES = 500
+# Below this many new files, starting worker processes costs more than it saves: a
+# spawned worker imports pyarrow, pydicom and the lake (1-3 s on a busy 2-core box), and
+# a DICOM header now parses in well under a millisecond (bench/dicom.py: one process
+# beat the pool of 2 at 5,000 files, the pool won at 20,000).
+POOL_MIN_FILES = 10_000
 BATCH_FILES = 32
 PARSE_TIMEOUT_S = 60.0
 
@@ -107,6 +111,9 @@ class Modality:
     # cross to a worker), so memory stays bounded by FLUSH_ROWS.
     streams: bool = False
     flush_rows: int | None = None  # FLUSH_ROWS for this modality (small rows: flush fewer times)
+    # Optional: parse from the file's first HEAD_BYTES (all of it when `complete`), which
+    # a pool worker has already read to hash the file, so the file is read only once.
+    parse_head: Callable[[Path, bytes, bool], Parsed] | None = None
 
 
 @dataclass
@@ -118,6 +125,23 @@ class IngestSummary:
     files_quarantined: int = 0
     problems: int = 0
     rows: dict[str, int] = field(default_factory=dict)
+
+
+HEAD_BYTES = 1 << 20
+
+
+def hash_head(path: Path) -> tuple[str, bytes, bool]:
+    """The file's sha256, its first HEAD_BYTES, and whether those are the whole file:
+    one pass over the bytes for both the hash and a parser that reads from them."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        head = f.read(HEAD_BYTES)
+        h.update(head)
+        complete = len(head) < HEAD_BYTES
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+            complete = False
+    return h.hexdigest(), head, complete
 
 
 def sha256_file(path: Path) -> str:
@@ -191,11 +215,6 @@ def ingest(modality: Modality, root: Path, batch_id: str, *, chunk_files: int | 
     `files` when given (a sensor's batch; a listed file that has vanished is skipped),
     parsing on `workers` processes (default: every core), each file within `timeout_s`."""
     summary = IngestSummary(modality.name)
-    for spec in modality.tables:
-        _ensure(spec.name, spec.schema, spec.partition_by)
-    lake.ensure(QUARANTINE, QUARANTINE_SCHEMA)
-    _ensure(INGEST_LOG, LOG_SCHEMA)
-
     # Resolved once here, so each file's URI needs no filesystem walk of its own.
     if files is not None:
         files = sorted({Path(f).resolve() for f in files if Path(f).is_file()})
@@ -204,30 +223,37 @@ def ingest(modality: Modality, root: Path, batch_id: str, *, chunk_files: int | 
     summary.files_seen = len(files)
     done, stamps = ingested(modality.name)
     todo = []
+    for path in files:
+        stamp = _stamp(path)
+        if stamp in stamps:
+            summary.files_skipped += 1
+        else:
+            todo.append((path, stamp))
     workers = 1 if modality.streams else (workers or os.cpu_count() or 1)
-    with _Parser(modality.parse, workers, timeout_s) as parser:
-        for path in files:
-            stamp = _stamp(path)
-            if stamp in stamps:
-                summary.files_skipped += 1
-                continue
-            digest = sha256_file(path)
+    with _Parser(modality.parse, workers, timeout_s, modality.parse_head) as parser:
+        if len(todo) >= POOL_MIN_FILES:
+            parser.start()  # workers start up while the tables are opened
+        for spec in modality.tables:
+            _ensure(spec.name, spec.schema, spec.partition_by)
+        lake.ensure(QUARANTINE, QUARANTINE_SCHEMA)
+        _ensure(INGEST_LOG, LOG_SCHEMA)
+
+        chunk_files = chunk_files or modality.chunk_files
+        chunk, parsed = [], []
+        results = parser.map([path for path, _ in todo])
+        for seen, ((path, stamp), (digest, pieces)) in enumerate(zip(todo, results), 1):
+            # Hashed where it is parsed (on the pool, the file is read there only).
             if digest in done:
                 summary.files_skipped += 1
-                continue
-            todo.append((path, digest, stamp))
-            done.add(digest)  # the same bytes under two names are ingested once
-            if len(todo) == POOL_MIN_FILES:
-                parser.start()  # workers start up while the rest is hashed
-
-        results = parser.map([path for path, _, _ in todo])
-        chunk_files = chunk_files or modality.chunk_files
-        for start in range(0, len(todo), chunk_files):
-            chunk = todo[start:start + chunk_files]
-            parsed = [next(results) for _ in chunk]
-            _ingest_chunk(modality, chunk, parsed, batch_id, summary)
-            if progress:
-                progress(start + len(chunk), len(todo))
+            else:
+                done.add(digest)  # the same bytes under two names are ingested once
+                chunk.append((path, digest, stamp))
+                parsed.append(pieces)
+            if len(chunk) == chunk_files or (seen == len(todo) and chunk):
+                _ingest_chunk(modality, chunk, parsed, batch_id, summary)
+                chunk, parsed = [], []
+            if progress and (seen % chunk_files == 0 or seen == len(todo)):
+                progress(seen, len(todo))
     return summary
 
 
@@ -276,7 +302,13 @@ class _Buffer:
     def add(self, table: str, rows: list[dict] | pa.Table, digest: str, provenance: dict) -> int:
         spec = self.specs[table]
         if not isinstance(rows, pa.Table):
-            rows = to_table(rows, spec.schema)
+            # Dict rows wait as dicts and become Arrow in one go at the flush: converting
+            # one file's row at a time cost more than parsing it.
+            for row in rows:
+                row.update(provenance)
+            self.tables[table].append((digest, rows))
+            self.size += len(rows)
+            return len(rows)
         for name, value in provenance.items():
             column = pa.repeat(pa.scalar(value, spec.schema.field(name).type), rows.num_rows)
             if name in rows.column_names:
@@ -291,7 +323,7 @@ class _Buffer:
         """Forget a file's rows: drop the buffered ones, delete the merged ones."""
         for name, pending in self.tables.items():
             self.tables[name] = [(d, t) for d, t in pending if d != digest]
-        self.size = sum(t.num_rows for pending in self.tables.values() for _, t in pending)
+        self.size = sum(len(t) for pending in self.tables.values() for _, t in pending)
         if digest in self.flushed:
             for name in self.tables:
                 deleted = lake.delete(name, f"source_sha256 = '{digest}'")
@@ -306,14 +338,30 @@ class _Buffer:
                 continue
             spec = self.specs[name]
             order = "last_updated" if "last_updated" in spec.schema.names else None
-            rows = _dedupe(pa.concat_tables(t for _, t in now_), spec.keys, order)
+            rows = _dedupe(_concat(spec.schema, [t for _, t in now_]), spec.keys, order)
             # Appended when none of the keys is stored yet (a new file's rows, the usual
             # case), MERGEd otherwise, e.g. over the rows a killed run left. Bronze has one
             # writer at a time (the lake_bronze pool).
             result = lake.merge(name, rows, spec.keys, spec.update_when, sole_writer=True)
             self.summary.rows[name] = self.summary.rows.get(name, 0) + result.inserted + result.updated
             self.flushed.update(d for d, _ in now_)
-        self.size = sum(t.num_rows for pending in self.tables.values() for _, t in pending)
+        self.size = sum(len(t) for pending in self.tables.values() for _, t in pending)
+
+
+def _concat(schema: pa.Schema, parts: list[list[dict] | pa.Table]) -> pa.Table:
+    """Buffered parts as one table, in arrival order; runs of dict rows convert at once."""
+    tables, run = [], []
+    for part in parts:
+        if isinstance(part, pa.Table):
+            if run:
+                tables.append(to_table(run, schema))
+                run = []
+            tables.append(part)
+        else:
+            run.extend(part)
+    if run:
+        tables.append(to_table(run, schema))
+    return pa.concat_tables(tables)
 
 
 def _timed_out(signum, frame):
@@ -341,9 +389,19 @@ def parse_bounded(parse: Callable[[Path], Parsed], path: Path, timeout_s: float)
             signal.signal(signal.SIGALRM, old)
 
 
-def parse_batch(parse: Callable[[Path], Parsed], paths: list[Path],
-                timeout_s: float) -> list[Parsed]:
-    return [_whole(parse_bounded(parse, p, timeout_s)) for p in paths]
+def parse_batch(parse: Callable[[Path], Parsed], paths: list[Path], timeout_s: float,
+                parse_head: Callable[[Path, bytes, bool], Parsed] | None = None,
+                ) -> list[tuple[str, Parsed]]:
+    """Each file's content hash and whole parse (a pool worker's job)."""
+    out = []
+    for p in paths:
+        if parse_head is None:
+            out.append((sha256_file(p), _whole(parse_bounded(parse, p, timeout_s))))
+            continue
+        digest, head, complete = hash_head(p)
+        out.append((digest, _whole(parse_bounded(
+            lambda path: parse_head(path, head, complete), p, timeout_s))))
+    return out
 
 
 def _whole(out: Parsed | Iterator[Parsed]) -> Parsed:
@@ -383,8 +441,9 @@ class _Parser:
     If a worker stops answering (stuck where the timer cannot reach), the pool is
     replaced and the file that hangs quarantined."""
 
-    def __init__(self, parse, workers: int, timeout_s: float):
+    def __init__(self, parse, workers: int, timeout_s: float, parse_head=None):
         self.parse, self.workers, self.timeout_s = parse, workers, timeout_s
+        self.parse_head = parse_head
         self.pool = None
         self.pooled = False
 
@@ -404,8 +463,8 @@ class _Parser:
 
     def map(self, paths: list[Path]):
         if not self.pooled:
-            for path in paths:
-                yield _pieces(self.parse, path, self.timeout_s)
+            for path in paths:  # lazily parsed: a file skipped by its hash is not read
+                yield sha256_file(path), _pieces(self.parse, path, self.timeout_s)
             return
         # Files travel in batches: one message per file costs more than a header parse.
         queue = deque(paths[i:i + BATCH_FILES] for i in range(0, len(paths), BATCH_FILES))
@@ -416,11 +475,11 @@ class _Parser:
                 if self.pool is None:
                     self.start()
                 pending.append((batch, self.pool.apply_async(
-                    parse_batch, (self.parse, batch, self.timeout_s))))
+                    parse_batch, (self.parse, batch, self.timeout_s, self.parse_head))))
             batch, job = pending.popleft()
             try:
-                for parsed in job.get(timeout=self.timeout_s * len(batch) + 10):
-                    yield [parsed]
+                for digest, parsed in job.get(timeout=self.timeout_s * len(batch) + 10):
+                    yield digest, [parsed]
             except multiprocessing.TimeoutError:
                 # A worker stuck where its timer cannot reach: replace the pool, retry
                 # the batch file by file, and set aside the file that hangs alone.
@@ -429,7 +488,7 @@ class _Parser:
                 rest = [b for b, _ in pending]
                 pending.clear()
                 if len(batch) == 1:
-                    yield [_overran(self.timeout_s)]
+                    yield sha256_file(batch[0]), [_overran(self.timeout_s)]
                     queue.extendleft(reversed(rest))
                 else:
                     queue.extendleft(reversed([[p] for p in batch] + rest))

@@ -26,7 +26,7 @@ from pydicom.dataelem import RawDataElement
 from pydicom.datadict import dictionary_VR
 from pydicom.errors import InvalidDicomError
 
-from medlake.ingest import Modality, Parsed, Problem, TableSpec
+from medlake.ingest import HEAD_BYTES, Modality, Parsed, Problem, TableSpec
 
 BULK_THRESHOLD = 4096  # bytes; larger values (overlays, waveforms, icons) are left out
 OMITTED = "medlake:omitted-bulk-data"
@@ -130,7 +130,10 @@ _BYTES = {"OB", "OW", "OF", "OD", "OL", "OV"}  # not UN: pydicom may know the re
 def _raw_json(raw: RawDataElement, little_endian: bool) -> dict | None:
     """JSON for one raw element, or None where pydicom must decide (implicit VR,
     non-ASCII text needing the character set, odd numbers, empty components)."""
-    vr, value = raw.VR, raw.value
+    return _value_json(raw.VR, raw.value, little_endian)
+
+
+def _value_json(vr: str | None, value: bytes | None, little_endian: bool) -> dict | None:
     if vr not in _BINARY and vr not in _BYTES and vr not in _STRINGS | {"PN", "DS", "IS"}:
         return None
     if not value:
@@ -154,8 +157,8 @@ def _raw_json(raw: RawDataElement, little_endian: bool) -> dict | None:
     parts = value.decode("ascii").strip(" \x00").split("\\")
     if parts == [""]:
         return {"vr": vr}
-    if "" in parts:
-        return None
+    if "" in parts and vr in ("PN", "DS", "IS"):
+        return None  # empty components: pydicom's conversion decides
     if vr == "PN":
         values = []
         for p in parts:
@@ -197,6 +200,79 @@ def header_json(ds: pydicom.Dataset) -> dict:
     return doc
 
 
+# Reading the header ourselves: for the common file (Part-10 preamble, explicit VR
+# little endian, no sequence, ASCII text) a walk over the bytes with struct costs a
+# fraction of `dcmread`, which builds a Dataset of element objects we would only turn
+# into JSON again. Anything else raises `_Unusual` and takes the pydicom path, which
+# gives the same JSON (tests/test_imaging.py holds the two to each other on pydicom's
+# corpus).
+_PIXEL_TAGS = {0x7FE00010, 0x7FE00008, 0x7FE00009}  # where stop_before_pixels stops
+_LONG_LENGTH = {b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"UC", b"UN", b"UR",
+                b"UT", b"SV", b"UV"}
+_SHORT_LENGTH = {v.encode() for v in _STRINGS | set(_BINARY) | {"PN", "DS", "IS", "AT"}}
+# Transfer syntaxes whose data set is not explicit VR little endian (or is deflated).
+_NOT_EXPLICIT_LE = {"1.2.840.10008.1.2", "1.2.840.10008.1.2.2", "1.2.840.10008.1.2.1.99",
+                    "1.2.840.10008.1.2.4.95"}
+
+
+class _Unusual(Exception):
+    """The file needs pydicom's reader."""
+
+
+def _elements(data: bytes, pos: int, complete: bool, group: int | None = None):
+    """(tag, VR, value, next position) of explicit VR little endian elements from `pos`,
+    up to pixel data, the end of the file, or (with `group`) the first tag of another
+    group. `data` is the file's first bytes, all of them when `complete`."""
+    unpack, end = struct.unpack_from, len(data)
+    while pos + 8 <= end:
+        g, e = unpack("<HH", data, pos)
+        if group is not None and g != group:
+            return
+        tag = g << 16 | e
+        if tag in _PIXEL_TAGS:
+            return
+        vr = data[pos + 4:pos + 6]
+        if vr in _LONG_LENGTH:
+            if pos + 12 > end:
+                raise _Unusual
+            length, pos = unpack("<L", data, pos + 8)[0], pos + 12
+        elif vr in _SHORT_LENGTH:
+            length, pos = unpack("<H", data, pos + 6)[0], pos + 8
+        else:
+            raise _Unusual  # an unknown VR: pydicom may read it as implicit
+        if vr == b"SQ" or length == 0xFFFFFFFF or pos + length > end:
+            raise _Unusual  # sequences, undefined lengths, values past the bytes read
+        yield tag, vr.decode(), data[pos:pos + length], pos + length
+        pos += length
+    if pos != end or not complete:
+        raise _Unusual  # trailing bytes, or a header longer than the bytes read
+
+
+def fast_header(data: bytes, complete: bool) -> tuple[dict, dict]:
+    """(JSON model, file meta {tag: text}) of a file's first bytes (`complete` when that
+    is the whole file), read without pydicom; raises `_Unusual` where pydicom must read."""
+    if data[128:132] != b"DICM":
+        raise _Unusual
+    meta, pos = {}, 132
+    for tag, vr, value, pos in _elements(data, 132, complete, group=2):
+        if vr in ("UI", "SH", "AE") and value.isascii():
+            meta[tag] = value.decode("ascii").strip(" \x00") or None
+    ts = meta.get(0x00020010)
+    if not ts or ts in _NOT_EXPLICIT_LE:
+        raise _Unusual
+    doc = {}
+    for tag, vr, value, _ in _elements(data, pos, complete):
+        key = f"{tag:08X}"
+        if len(value) > BULK_THRESHOLD:
+            doc[key] = {"vr": vr, "BulkDataURI": OMITTED}
+            continue
+        fast = _value_json(vr, value, True)
+        if fast is None:
+            raise _Unusual
+        doc[key] = fast
+    return doc, meta
+
+
 def read_header(path: Path) -> pydicom.FileDataset:
     """Header only, large values deferred. Files without the Part-10 preamble are read
     again with `force` (real archives hold such files)."""
@@ -221,17 +297,37 @@ def _not_dicom(e: Exception) -> Parsed:
         "landing/dicom/ or re-export it from the source system.")], fatal=True)
 
 
-def parse(path: Path) -> Parsed:
+def _read(path: Path, data: bytes, complete: bool) -> tuple[dict, str | None, str | None]:
+    """(JSON model, transfer syntax, media SOP class) of a file's header, from its
+    first bytes where they suffice."""
     try:
-        ds = read_header(path)
-    except Exception as e:  # pydicom raises many kinds on bad bytes; all mean "unreadable"
-        return _not_dicom(e)
+        doc, meta = fast_header(data, complete)
+        return doc, meta.get(0x00020010), meta.get(0x00020002)
+    except (_Unusual, struct.error, UnicodeDecodeError):
+        pass
+    ds = read_header(path)
     meta = getattr(ds, "file_meta", None)
     if meta is None:
         meta = pydicom.Dataset()
+    return (header_json(ds), _text(meta, "TransferSyntaxUID"),
+            _text(meta, "MediaStorageSOPClassUID"))
+
+
+def parse(path: Path) -> Parsed:
+    with open(path, "rb") as f:
+        data = f.read(HEAD_BYTES)
+        complete = len(data) < HEAD_BYTES or not f.read(1)
+    return parse_head(path, data, complete)
+
+
+def parse_head(path: Path, data: bytes, complete: bool) -> Parsed:
+    """`parse`, given the file's first bytes (all of them when `complete`)."""
     try:
-        doc = header_json(ds)
-        sop_class = _str(doc, "00080016") or _text(meta, "MediaStorageSOPClassUID")
+        doc, transfer_syntax, media_sop_class = _read(path, data, complete)
+    except Exception as e:  # pydicom raises many kinds on bad bytes; all mean "unreadable"
+        return _not_dicom(e)
+    try:
+        sop_class = _str(doc, "00080016") or media_sop_class
         if sop_class == MEDIA_DIRECTORY or "00041220" in doc:
             # A DICOMDIR indexes files that are ingested on their own; not an image.
             return Parsed(status="directory")
@@ -262,7 +358,7 @@ def parse(path: Path) -> Parsed:
             pixel_spacing=_nums(doc, "00280030"),
             slice_thickness=_num(doc, "00180050"),
             number_of_frames=_num(doc, "00280008", int),
-            transfer_syntax_uid=_text(meta, "TransferSyntaxUID"),
+            transfer_syntax_uid=transfer_syntax,
         )
     except Exception as e:
         return Parsed(problems=[Problem(
@@ -273,4 +369,4 @@ def parse(path: Path) -> Parsed:
 
 # One small row per file, so large chunks: fewer Delta commits.
 DICOM = Modality(name="dicom", patterns=["**/*"], tables=[DICOM_INSTANCES], parse=parse,
-                 chunk_files=5000)
+                 chunk_files=5000, parse_head=parse_head)
