@@ -71,7 +71,28 @@ def lake_models(context: dg.AssetExecutionContext, dbt: DbtCliResource):
     # dbt's per-run artifacts (run_results, logs) live with the data, not in the checkout.
     target = get_settings().home / "dbt_runs" / context.run_id
     stream = dbt.cli(["build"], context=context, target_path=target).stream()
-    for event in stream.fetch_column_metadata(with_column_lineage=True):
+    try:
+        yield from _with_lake_metadata(context, target,
+                                       stream.fetch_column_metadata(with_column_lineage=True))
+    finally:
+        release_warehouse()
+
+
+def release_warehouse() -> None:
+    """dagster-dbt reads column metadata through dbt-duckdb in this process, and dbt-duckdb
+    keeps that DuckDB connection in a class attribute, holding the warehouse file's lock:
+    the next dbt run (a subprocess, e.g. a second run in `medlake run`'s process) could
+    not open it. Close it once the models are built."""
+    from dbt.adapters.duckdb.connections import DuckDBConnectionManager
+
+    with DuckDBConnectionManager._LOCK:
+        env, DuckDBConnectionManager._ENV = DuckDBConnectionManager._ENV, None
+    if env is not None:
+        env.close()
+
+
+def _with_lake_metadata(context: dg.AssetExecutionContext, target: Path, events):
+    for event in events:
         if isinstance(event, (dg.Output, dg.AssetMaterialization)):
             key = event.asset_key if isinstance(event, dg.AssetMaterialization) else \
                 context.asset_key_for_output(event.output_name)

@@ -73,7 +73,7 @@ def test_incremental_sync_embeds_only_what_changed(torch_home):
     assert rows[f"{1:032x}-000"]["source_version"] == 4  # unchanged rows keep theirs
 
     # a source left out of a sync (its table missing) keeps its chunks
-    other = vectors.Source("gold.imaging_report", "report_id", "")
+    other = vectors.Source("gold.imaging_report", "study_uid", "")
     vectors.sync([(other, 1, [_doc(9, "IMPRESSION:\nNo fracture.")])], embed=count)
     assert len(_rows()) == 3
 

@@ -33,11 +33,13 @@ SOURCES = (
     Source(SOURCE_TABLE, SOURCE_KEY,
            "SELECT document_id, person_key, doc_type, CAST(doc_date AS DATE) AS doc_date, "
            "text FROM t WHERE text IS NOT NULL ORDER BY document_id"),
-    # One row per imaging study, written by the imaging domain's dbt model.
-    Source("gold.imaging_report", "report_id",
-           "SELECT report_id AS document_id, person_key, 'Imaging report' AS doc_type, "
+    # One row per imaging study, written by the imaging domain's dbt model. Keyed by the
+    # study: its report_id is the report's document_id in silver.document, and chunk ids
+    # must stay unique across sources.
+    Source("gold.imaging_report", "study_uid",
+           "SELECT study_uid AS document_id, person_key, 'Imaging report' AS doc_type, "
            "CAST(study_date AS DATE) AS doc_date, text FROM t "
-           "WHERE text IS NOT NULL ORDER BY report_id"),
+           "WHERE text IS NOT NULL AND study_uid IS NOT NULL ORDER BY study_uid"),
 )
 
 SCHEMA = pa.schema([
