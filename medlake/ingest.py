@@ -361,7 +361,7 @@ def _concat(schema: pa.Schema, parts: list[list[dict] | pa.Table]) -> pa.Table:
             run.extend(part)
     if run:
         tables.append(to_table(run, schema))
-    return pa.concat_tables(tables)
+    return pa.concat_tables(tables) if tables else schema.empty_table()
 
 
 def _timed_out(signum, frame):

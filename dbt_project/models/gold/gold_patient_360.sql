@@ -50,7 +50,9 @@ imaging as (
 ),
 
 imaging_per_modality as (
-    select person_key, map(list(modality), list(studies)) as imaging_studies_by_modality
+    -- Both lists in one order, so the map (and the table's fingerprint) is the same every run.
+    select person_key, map(list(modality order by modality), list(studies order by modality))
+        as imaging_studies_by_modality
     from (select person_key, modality, count(*) as studies
           from {{ ref('silver_imaging_study') }} group by 1, 2)
     group by 1
