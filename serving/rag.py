@@ -27,7 +27,9 @@ from serving.audit import AppendLog
 
 AUDIT = "gold.rag_audit"
 PROMPTS = Path(__file__).with_name("prompts")
-CITATION = re.compile(r"\[([0-9a-f]{32}-\d{3})\]")
+# A chunk id is its source row's key (a 32-hex pseudonym, or an imaging study's derived
+# UID) and its number.
+CITATION = re.compile(r"\[((?:[0-9a-f]{32}|2\.25\.\d+)-\d{3})\]")
 
 AUDIT_SCHEMA = pa.schema([
     ("answer_id", pa.string()), ("question", pa.string()), ("person_key", pa.string()),

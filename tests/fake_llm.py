@@ -6,12 +6,11 @@ first n requests with HTTP 503, to exercise retries; `delay` holds each answer, 
 from __future__ import annotations
 
 import json
-import re
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-CHUNK = re.compile(r"\[([0-9a-f]{32}-\d{3})\]")
+from serving.rag import CITATION as CHUNK  # the chunk ids a real answer cites
 
 
 class FakeLLM:
