@@ -99,13 +99,10 @@ def _with_lake_metadata(context: dg.AssetExecutionContext, target: Path, events)
             # Record the Delta version dbt's plugin committed, for time travel from the UI,
             # and the versions of the tables it read (dbt builds upstream models first).
             extra = table_metadata(".".join(key.path))
-            deps = context.assets_def.asset_deps.get(key, [])
-            upstream = upstream_versions(deps)
+            upstream = upstream_versions(context.assets_def.asset_deps.get(key, []))
             if "dagster/column_lineage" not in (event.metadata or {}):
-                # dagster-dbt traces none through an ephemeral parent; sqlglot can. Every
-                # upstream counts, also the SQL-on-FHIR views, which hold no Delta version.
-                extra.update(lineage_metadata(compiled_sql(event, target),
-                                              [".".join(k.path) for k in deps]))
+                # dagster-dbt traces none through an ephemeral parent; sqlglot can.
+                extra.update(lineage_metadata(compiled_sql(event, target), list(upstream)))
             event = event.with_metadata({**(event.metadata or {}), **extra,
                                          "upstream_versions": upstream})
         yield event
