@@ -101,6 +101,11 @@ def load_identifiers(con: duckdb.DuckDBPyConnection) -> int:
                arg_max(t, length(t)) AS anchor
         FROM normed, unnest(string_split(norm, ' ')) AS u(t)
         WHERE length(norm) >= {MIN_LENGTH}
+          -- A name part of three letters or fewer is too often an English word ("Day",
+          -- "May", "Lee" beside "day", "may", "lee"): it would flag other people's notes.
+          -- scrub_text still removes it from its own person's text; matching per person
+          -- is the real fix.
+          AND (kind NOT LIKE '%name%' OR length(norm) > 3)
         GROUP BY kind, norm""")
     return con.execute("SELECT count(*) FROM phi").fetchall()[0][0]
 

@@ -169,11 +169,20 @@ def test_phi_guard_passes_clean_text_and_names_table_and_column_of_a_leak(home):
 
 
 def test_phi_guard_matches_whole_words_only(home):
-    bronze_patient(home, family="Lin", given="Ann")  # short names, still scanned
-    # ...but only as whole words: "Linear" and "annual" are not the patient.
-    write("silver.document", [dict(document_id="d1", text="Linear opacities; annual review.")])
+    bronze_patient(home, family="Lind", given="Anna")
+    # Only as whole words: "Lindane" and "annals" are not the patient.
+    write("silver.document", [dict(document_id="d1", text="Lindane exposure; see annals.")])
     assert phi.scan(chunks=False)[0] == []
-    write("silver.document", [dict(document_id="d1", text="Seen: ann lin.")])
+    write("silver.document", [dict(document_id="d1", text="Seen: anna lind.")])
+    assert [(l.kind, l.rows) for l in phi.scan(chunks=False)[0]] == [("name", 1)]
+
+
+def test_phi_guard_leaves_short_name_parts_that_are_words(home):
+    # A family name "Day" must not flag every "twice a day" in other people's notes.
+    bronze_patient(home, family="Day", given="Rosalind")
+    write("silver.document", [dict(document_id="d1", text="Metformin twice a day.")])
+    assert phi.scan(chunks=False)[0] == []
+    write("silver.document", [dict(document_id="d1", text="Rosalind reports no pain.")])
     assert [(l.kind, l.rows) for l in phi.scan(chunks=False)[0]] == [("name", 1)]
 
 
