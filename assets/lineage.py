@@ -17,7 +17,7 @@ CATALOG = "warehouse"  # the DuckDB database dbt compiles relation names against
 
 def column_lineage(sql: str, upstream: list[str]) -> dict[str, list[tuple[str, str]]]:
     """`{output_column: [(schema.table, column), ...]}` for the lake tables in `upstream`."""
-    from sqlglot import exp, parse_one
+    from sqlglot import parse_one
     from sqlglot.lineage import lineage
 
     schema: dict = {CATALOG: {}}
@@ -30,19 +30,26 @@ def column_lineage(sql: str, upstream: list[str]) -> dict[str, list[tuple[str, s
             f.name: "VARCHAR" for f in lake.arrow_schema(dt)}  # types do not change lineage
     out: dict[str, list[tuple[str, str]]] = {}
     for column in parse_one(sql, dialect="duckdb").named_selects:
-        deps = set()
         try:
-            nodes = list(lineage(column, sql, schema=schema, dialect="duckdb").walk())
+            out[column] = _sources(lineage(column, sql, schema=schema, dialect="duckdb"), upstream)
         except Exception:  # a construct sqlglot cannot trace: no lineage, not a failure
             continue
-        for node in nodes:
-            if node.downstream:
-                continue
-            table = node.expression.find(exp.Table)
-            if table is not None and f"{table.db}.{table.name}" in upstream:
-                deps.add((f"{table.db}.{table.name}", exp.to_column(node.name).name))
-        out[column] = sorted(deps)
     return out
+
+
+def _sources(root, upstream: list[str]) -> list[tuple[str, str]]:
+    """The leaves of one column's lineage graph that are columns of an upstream table."""
+    from sqlglot import exp
+
+    deps = set()
+    for node in root.walk():
+        if node.downstream:
+            continue
+        table = node.expression.find(exp.Table)
+        column = node.name.split(".")[-1]
+        if table is not None and f"{table.db}.{table.name}" in upstream and column != "*":
+            deps.add((f"{table.db}.{table.name}", column))
+    return sorted(deps)
 
 
 def lineage_metadata(compiled: Path, upstream: list[str]) -> dict:

@@ -114,3 +114,22 @@ def test_audit_answer_resolves_citations_at_the_versions_used_then(demo, tmp_pat
 def test_audit_cli_says_what_is_missing(demo, capsys):
     assert main(["audit", "table", "silver.nothing"]) == 1
     assert "not in the lake" in capsys.readouterr().err
+
+
+def test_column_lineage_traces_through_star_selects_and_never_raises(home):
+    """A model that selects `alias.*` from a relation lineage has no schema for (a seed,
+    an ephemeral model's CTE) still gets lineage for its traceable columns; what sqlglot
+    cannot trace is left out, never raised (it failed the whole dbt step once)."""
+    import pyarrow as pa
+
+    from assets.lineage import column_lineage
+
+    lake.merge("silver.series", pa.table({"k": ["a"], "uid": ["2.25.1"]}), ["k"])
+    lake.merge("silver.study", pa.table({"k": ["a"], "d": ["2020-01-01"]}), ["k"])
+    sql = """with l as (select m.*, se.uid, st.d from warehouse.silver.series se
+                        join warehouse.silver.study st using (k)
+                        join warehouse.seeds.concept_map m using (k))
+             select md5(uid) as id, d as study_date, concept_id from l"""
+    got = column_lineage(sql, ["silver.series", "silver.study"])
+    assert got["id"] == [("silver.series", "uid")]
+    assert got["study_date"] == [("silver.study", "d")]

@@ -145,3 +145,27 @@ def test_fast_header_reader_gives_pydicoms_json_or_hands_the_file_over(tmp_path)
             assert doc["00185010"]["Value"] == ["C5-1", "", ""]
     assert "empty-components.dcm" in read
     assert len(read) > 80  # the common layout really takes this path
+
+
+def test_image_occurrence_has_every_linked_series_with_its_procedure_and_visit(demo):
+    """OMOP imaging extension: one row per series, each pointing at a procedure and visit
+    that exist in the OMOP tables, and at the same person as its study."""
+    series = lake.read("silver.imaging_series", "SELECT series_uid, person_key FROM t").to_pylist()
+    rows = lake.read("gold.image_occurrence").to_pylist()
+    assert len(rows) == len(series) > 0  # the generated sample links every study
+    assert {r["image_series_uid"] for r in rows} == {s["series_uid"] for s in series}
+    ids = lambda table, c: set(lake.read(table, f"SELECT {c} FROM t").column(0).to_pylist())  # noqa: E731
+    procedures = lake.read("gold.procedure_occurrence",
+                           "SELECT procedure_occurrence_id, person_id, visit_occurrence_id FROM t").to_pylist()
+    by_id = {p["procedure_occurrence_id"]: p for p in procedures}
+    visits = ids("gold.visit_occurrence", "visit_occurrence_id")
+    for r in rows:
+        procedure = by_id[r["procedure_occurrence_id"]]
+        assert procedure["person_id"] == r["person_id"]
+        assert r["visit_occurrence_id"] == procedure["visit_occurrence_id"] and r["visit_occurrence_id"] in visits
+        assert r["image_occurrence_date"] and r["modality_source_value"]
+        assert r["wadors_uri"] is None and r["local_path"] is None
+    assert len({r["image_occurrence_id"] for r in rows}) == len(rows)
+    # The generator writes no Procedure for an exam, so each study became one procedure.
+    studies = ids("silver.imaging_study_fhir", "imaging_study_id")
+    assert studies <= ids("gold.procedure_occurrence", "procedure_id")

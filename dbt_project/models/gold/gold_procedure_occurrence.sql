@@ -1,6 +1,16 @@
 {{ config(alias='procedure_occurrence') }}
--- OMOP CDM 5.4 PROCEDURE_OCCURRENCE, one row per FHIR Procedure.
-with p as (select * from {{ ref('silver_procedure') }}),
+-- OMOP CDM 5.4 PROCEDURE_OCCURRENCE: one row per FHIR Procedure, plus one per imaging
+-- study the EHR records no Procedure for (gold.image_occurrence needs a procedure).
+with p as (
+    select procedure_id, person_key, encounter_id, code, code_system, performed_date,
+           performed_datetime, performed_end_date, performed_end_datetime, batch_id, source_sha256
+    from {{ ref('silver_procedure') }}
+    union all
+    select imaging_study_id, person_key, encounter_id, procedure_code, procedure_system,
+           started_date, started_datetime, null, null, batch_id, source_sha256
+    from {{ ref('int_imaging_procedure') }}
+    where procedure_id is null
+),
 
 concepts as (select * from {{ ref('concept_map') }})
 
