@@ -10,6 +10,11 @@ hash-joined to the values on one anchor token per value; only those candidate pa
 checked for the whole value as a phrase. Cost grows with text size plus candidates, not
 with texts × values.
 
+A name part of three letters or fewer ("Day", "May", "Lee") is too often an ordinary
+word to be looked for in everyone's text. It is looked for only in rows of its own
+person (a row's `person_key` equal to the value's owner, keyed from the MRN as in
+silver), where "twice a day" beside a patient named Day is still a leak worth naming.
+
 A hit names the table, the column, the kind of identifier and how many rows, never the
 value itself.
 """
@@ -48,17 +53,25 @@ class Leak:
         return f"{self.table}.{self.column}: {self.rows} row(s) hold a {self.kind}"
 
 
+# The MRN a Patient resource is keyed by in silver (int_patient_identity): the MR
+# identifier, else its FHIR id.
+_FHIR_MRN = ("coalesce((SELECT max(json_extract_string(i, '$.value')) "
+             "FROM unnest(json_extract(resource, '$.identifier[*]')) AS u(i) "
+             "WHERE json_extract_string(i, '$.type.coding[0].code') = 'MR'), "
+             "'Patient/' || resource_id)")
+
+
 def _fhir_values_sql() -> str:
     paths = {"name": ["$.name[*].family", "$.name[*].given[*]"],
              "identifier": ["$.identifier[*].value"], "telecom": ["$.telecom[*].value"],
              "address": ["$.address[*].line[*]", "$.address[*].city"],
              "postal_code": ["$.address[*].postalCode"]}
-    parts = [f"SELECT '{kind}' AS kind, unnest(json_extract_string(resource, '{p}')) AS value "
-             f"FROM {FHIR}_t WHERE resource_type = 'Patient'"
+    parts = [f"SELECT '{kind}' AS kind, unnest(json_extract_string(resource, '{p}')) AS value, "
+             f"person_key({_FHIR_MRN}) AS owner FROM {FHIR}_t WHERE resource_type = 'Patient'"
              for kind, ps in paths.items() for p in ps]
     # Birth dates also as written in notes: 1980-03-02, 03/02/1980, 3/2/1980.
     parts.append(f"""SELECT 'birth_date', unnest([d::VARCHAR, strftime(d, '%m/%d/%Y'),
-                         strftime(d, '%-m/%-d/%Y')])
+                         strftime(d, '%-m/%-d/%Y')]), NULL
                      FROM (SELECT TRY_CAST(json_extract_string(resource, '$.birthDate') AS DATE) AS d
                            FROM {FHIR}_t WHERE resource_type = 'Patient') WHERE d IS NOT NULL""")
     return " UNION ALL ".join(parts)
@@ -68,19 +81,27 @@ def _dicom_values_sql() -> str:
     parts = []
     for tag, kind in DICOM_TAGS.items():
         v = f"unnest(json_extract(header, '$.\"{tag}\".Value[*]'))"
+        # PatientID is the MRN (DICOM links to the EHR through it)
         parts.append(f"""SELECT '{kind}' AS kind,
                            unnest(CASE WHEN json_type(x) = 'OBJECT'
                                   THEN string_split(json_extract_string(x, '$.Alphabetic'), '^')
-                                  ELSE [json_extract_string(x, '$')] END) AS value
-                         FROM (SELECT {v} AS x FROM {DICOM}_t)""")
-    parts.append(f"""SELECT 'birth_date', strftime(d, '%Y-%m-%d') FROM (
+                                  ELSE [json_extract_string(x, '$')] END) AS value,
+                           person_key(mrn) AS owner
+                         FROM (SELECT {v} AS x,
+                                      json_extract_string(header, '$."00100020".Value[0]') AS mrn
+                               FROM {DICOM}_t)""")
+    parts.append(f"""SELECT 'birth_date', strftime(d, '%Y-%m-%d'), NULL FROM (
                        SELECT TRY_STRPTIME(json_extract_string(header, '$."00100030".Value[0]'),
                                            '%Y%m%d')::DATE AS d FROM {DICOM}_t) WHERE d IS NOT NULL""")
     return " UNION ALL ".join(parts)
 
 
 def load_identifiers(con: duckdb.DuckDBPyConnection) -> int:
-    """Create table `phi(kind, norm, anchor)` from bronze; returns how many values."""
+    """Create table `phi(kind, norm, anchor, owner)` from bronze; returns how many values.
+    `owner` is the person_key a short name part is matched within; NULL matches anyone."""
+    from medlake.privacy import person_key
+
+    con.create_function("person_key", lambda mrn: person_key(mrn), ["VARCHAR"], "VARCHAR")
     sources = []
     for table, sql in ((FHIR, _fhir_values_sql()), (DICOM, _dicom_values_sql())):
         dt = lake.open_table(table)
@@ -90,31 +111,36 @@ def load_identifiers(con: duckdb.DuckDBPyConnection) -> int:
                     f"SELECT * FROM {lake.scan_sql(dt)}")
         sources.append(sql.replace(f"{table}_t", f"{table.replace('.', '_')}_t"))
     if not sources:
-        con.execute("CREATE OR REPLACE TABLE phi (kind VARCHAR, norm VARCHAR, anchor VARCHAR)")
+        con.execute("CREATE OR REPLACE TABLE phi (kind VARCHAR, norm VARCHAR, anchor VARCHAR, "
+                    "owner VARCHAR)")
         return 0
     con.execute(f"""
         CREATE OR REPLACE TABLE phi AS
         WITH raw AS ({' UNION ALL '.join(f'({s})' for s in sources)}),
-        normed AS (SELECT kind, {NORM.format(x='value')} AS norm FROM raw WHERE value IS NOT NULL)
-        SELECT kind, norm,
+        normed AS (
+            SELECT kind, {NORM.format(x='value')} AS norm,
+                   -- only a short name part is bound to its person (module docstring)
+                   CASE WHEN kind LIKE '%name%' AND length({NORM.format(x='value')}) <= 3
+                        THEN owner END AS owner
+            FROM raw WHERE value IS NOT NULL)
+        SELECT DISTINCT kind, norm,
                -- The longest token is the rarest: the one the join keys on.
-               arg_max(t, length(t)) AS anchor
-        FROM normed, unnest(string_split(norm, ' ')) AS u(t)
+               (SELECT arg_max(t, length(t)) FROM unnest(string_split(norm, ' ')) AS u(t)) AS anchor,
+               owner
+        FROM normed
         WHERE length(norm) >= {MIN_LENGTH}
-          -- A name part of three letters or fewer is too often an English word ("Day",
-          -- "May", "Lee" beside "day", "may", "lee"): it would flag other people's notes.
-          -- scrub_text still removes it from its own person's text; matching per person
-          -- is the real fix.
-          AND (kind NOT LIKE '%name%' OR length(norm) > 3)
-        GROUP BY kind, norm""")
+          AND (owner IS NOT NULL OR kind NOT LIKE '%name%' OR length(norm) > 3)""")
     return con.execute("SELECT count(*) FROM phi").fetchall()[0][0]
 
 
-def scan_relation(con: duckdb.DuckDBPyConnection, relation: str, column: str) -> dict[str, int]:
-    """Rows of `relation` whose `column` contains a known identifier, by kind."""
+def scan_relation(con: duckdb.DuckDBPyConnection, relation: str, column: str,
+                  person: str | None = None) -> dict[str, int]:
+    """Rows of `relation` whose `column` contains a known identifier, by kind. `person`
+    names the relation's person_key column, where short name parts are matched."""
+    pk = f'CAST("{person}" AS VARCHAR)' if person else "NULL"
     got = con.execute(f"""
         WITH docs AS (
-            SELECT row_number() OVER () AS rid,
+            SELECT row_number() OVER () AS rid, {pk} AS pk,
                    ' ' || {NORM.format(x=f'CAST("{column}" AS VARCHAR)')} || ' ' AS txt
             FROM {relation} WHERE "{column}" IS NOT NULL),
         tokens AS (SELECT DISTINCT rid, unnest(string_split(trim(txt), ' ')) AS token FROM docs)
@@ -122,6 +148,7 @@ def scan_relation(con: duckdb.DuckDBPyConnection, relation: str, column: str) ->
         FROM tokens k JOIN phi p ON p.anchor = k.token
         JOIN docs d ON d.rid = k.rid
         WHERE contains(d.txt, ' ' || p.norm || ' ')
+          AND (p.owner IS NULL OR p.owner = d.pk)
         GROUP BY 1 ORDER BY 1""").fetchall()
     return dict(got)
 
@@ -155,19 +182,21 @@ def scan(tables: list[str] | None = None, chunks: bool = True) -> tuple[list[Lea
                 continue
             stats["tables_scanned"] += 1
             relation = f"(SELECT * FROM {lake.scan_sql(dt)})"
-            for column in _text_columns(lake.arrow_schema(dt)):
+            schema = lake.arrow_schema(dt)
+            person = "person_key" if "person_key" in schema.names else None
+            for column in _text_columns(schema):
                 stats["columns_scanned"] += 1
-                for kind, n in scan_relation(con, relation, column).items():
+                for kind, n in scan_relation(con, relation, column, person).items():
                     leaks.append(Leak(table, column, kind, n))
         if chunks:
             from assets.retrieval.vectors import open_table
 
             tbl = open_table()
             if tbl is not None:
-                text = tbl.search().select(["chunk_id", "text"]).limit(None).to_arrow()
+                text = tbl.search().select(["chunk_id", "person_key", "text"]).limit(None).to_arrow()
                 con.register("clinical_chunks_text", text)
                 stats["columns_scanned"] += 1
-                for kind, n in scan_relation(con, "clinical_chunks_text", "text").items():
+                for kind, n in scan_relation(con, "clinical_chunks_text", "text", "person_key").items():
                     leaks.append(Leak("vectors.clinical_chunks", "text", kind, n))
     finally:
         con.close()

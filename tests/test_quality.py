@@ -177,13 +177,19 @@ def test_phi_guard_matches_whole_words_only(home):
     assert [(l.kind, l.rows) for l in phi.scan(chunks=False)[0]] == [("name", 1)]
 
 
-def test_phi_guard_leaves_short_name_parts_that_are_words(home):
-    # A family name "Day" must not flag every "twice a day" in other people's notes.
+def test_phi_guard_matches_short_name_parts_only_in_their_own_persons_rows(home):
+    # A family name "Day" must not flag every "twice a day" in other people's notes, but
+    # it is a leak in the patient's own note.
     bronze_patient(home, family="Day", given="Rosalind")
-    write("silver.document", [dict(document_id="d1", text="Metformin twice a day.")])
+    own, other = privacy.person_key("MRN40417720"), privacy.person_key("MRN-someone-else")
+    write("silver.document", [dict(document_id="d1", person_key=other, text="Metformin twice a day."),
+                              dict(document_id="d2", person_key=None, text="Follow up in a day.")])
     assert phi.scan(chunks=False)[0] == []
-    write("silver.document", [dict(document_id="d1", text="Rosalind reports no pain.")])
+    write("silver.document", [dict(document_id="d1", person_key=other, text="Rosalind reports no pain.")])
     assert [(l.kind, l.rows) for l in phi.scan(chunks=False)[0]] == [("name", 1)]
+    write("silver.document", [dict(document_id="d1", person_key=other, text="Metformin twice a day."),
+                              dict(document_id="d2", person_key=own, text="Seen Ms. Day today.")])
+    assert [(l.table, l.kind, l.rows) for l in phi.scan(chunks=False)[0]] == [("silver.document", "name", 1)]
 
 
 def test_auto_engine_goes_to_duckdb_only_when_large_and_expressible(home, monkeypatch):

@@ -42,3 +42,27 @@
 {% macro omop_id(hex) -%}
   ('0x' || left({{ hex }}, 15))::bigint
 {%- endmacro %}
+
+{# value[x] of an Observation or of one of its components, as the SQL-on-FHIR views split
+   it by type: the type present, any numeric value as a number, unit, coded value, and
+   the free text scrubbed (it can name the patient). Components carry no dateTime. #}
+{% macro observation_value(with_datetime=true) -%}
+    case
+        when value_quantity is not null then 'Quantity'
+        when value_concept_code is not null then 'CodeableConcept'
+        when value_string is not null then 'string'
+        when value_boolean is not null then 'boolean'
+        when value_integer is not null then 'integer'
+        {%- if with_datetime %}
+        when value_datetime is not null then 'dateTime'
+        {%- endif %}
+    end as value_type,
+    coalesce(try_cast(value_quantity as double), try_cast(value_integer as double)) as value_number,
+    value_unit,
+    value_unit_code,
+    value_concept_code,
+    value_concept_system,
+    value_concept_display,
+    scrub_text(cast(value_string as varchar), phi_values, shift_days) as value_string,
+    try_cast(value_boolean as boolean) as value_boolean
+{%- endmacro %}

@@ -15,23 +15,7 @@ select
     code_display,
     {{ shifted_day('coalesce(effective_datetime, effective_start, issued)') }} as effective_date,
     {{ shifted_ts('coalesce(effective_datetime, effective_start, issued)') }} as effective_datetime,
-    case
-        when value_quantity is not null then 'Quantity'
-        when value_concept_code is not null then 'CodeableConcept'
-        when value_string is not null then 'string'
-        when value_boolean is not null then 'boolean'
-        when value_integer is not null then 'integer'
-        when value_datetime is not null then 'dateTime'
-    end as value_type,
-    coalesce(try_cast(value_quantity as double), try_cast(value_integer as double)) as value_number,
-    value_unit,
-    value_unit_code,
-    value_concept_code,
-    value_concept_system,
-    value_concept_display,
-    -- Free text can name the patient: scrubbed like notes.
-    scrub_text(cast(value_string as varchar), phi_values, shift_days) as value_string,
-    try_cast(value_boolean as boolean) as value_boolean,
+    {{ observation_value() }},
     {{ shifted_ts('value_datetime') }} as value_datetime,
     interpretation_code,
     try_cast(reference_low as double) as reference_low,
