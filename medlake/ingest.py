@@ -51,7 +51,6 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from itertools import groupby
 from pathlib import Path
 
 import numpy as np
@@ -341,9 +340,12 @@ class _Buffer:
     def __init__(self, modality: Modality, summary: IngestSummary):
         self.specs = {spec.name: spec for spec in modality.tables}
         self.summary = summary
-        # table -> [(file digest, rows, provenance, keys vouched distinct)]
-        self.tables: dict[str, list[tuple[str, list[dict] | pa.Table, dict, bool]]] = {
+        # table -> [(file digest, rows, keys vouched distinct)]
+        self.tables: dict[str, list[tuple[str, list[dict] | pa.Table, bool]]] = {
             name: [] for name in self.specs}
+        # The provenance columns of the file last added: (value, type) -> array
+        self.constants: dict[tuple, pa.Array] = {}
+        self.constants_of: str | None = None
         self.size = 0
         self.flushed: set[str] = set()  # files with rows handed to the writer
         # (table, file) -> the table's files before that file's first rows, while all of
@@ -358,9 +360,31 @@ class _Buffer:
             # one file's row at a time cost more than parsing it.
             for row in rows:
                 row.update(provenance)
-        self.tables[table].append((digest, rows, provenance, distinct))
-        self.size += len(rows)
-        return len(rows)
+            self.tables[table].append((digest, rows, distinct))
+            self.size += len(rows)
+            return len(rows)
+        schema = self.specs[table].schema
+        for name, value in provenance.items():
+            column = self._constant(digest, value, schema.field(name).type, rows.num_rows)
+            if name in rows.column_names:
+                rows = rows.set_column(rows.column_names.index(name), name, column)
+            else:
+                rows = rows.append_column(name, column)
+        rows = rows.select(schema.names)
+        self.tables[table].append((digest, rows if rows.schema.equals(schema) else rows.cast(schema), distinct))
+        self.size += rows.num_rows
+        return rows.num_rows
+
+    def _constant(self, digest: str, value, kind: pa.DataType, n: int) -> pa.Array:
+        """`value` n times: a slice of one array per value of the file (grown as needed),
+        so the provenance columns of a file's many pieces are not copied for each."""
+        if self.constants_of != digest:
+            self.constants, self.constants_of = {}, digest
+        column = self.constants.get((value, kind))
+        if column is None or len(column) < n:
+            column = pa.repeat(pa.scalar(value, kind), max(n, 2 * len(column or ())))
+            self.constants[(value, kind)] = column
+        return column.slice(0, n)
 
     def discard(self, digest: str) -> None:
         """Forget a file's rows: drop the buffered ones, delete the merged ones."""
@@ -400,7 +424,7 @@ class _Buffer:
         """MERGE each table's rows (on the writer thread)."""
         for name, parts in jobs:
             spec = self.specs[name]
-            rows = _concat(spec.schema, [(rows, prov) for _, rows, prov, _ in parts])
+            rows = _concat(spec.schema, [rows for _, rows, _ in parts])
             files = {p[0] for p in parts}
             digest = files.pop() if len(files) == 1 else None
             if digest is None:
@@ -410,7 +434,7 @@ class _Buffer:
                 dt = lake.open_table(name)
                 self.before[(name, digest)] = dt.file_uris() if dt is not None else []
             stored = None  # the files that can hold these keys: all, unless vouched
-            if digest is not None and all(p[3] for p in parts):
+            if digest is not None and all(p[2] for p in parts):
                 stored = self.before[(name, digest)]
             else:
                 order = "last_updated" if "last_updated" in spec.schema.names else None
@@ -425,29 +449,19 @@ class _Buffer:
             self.summary.rows[name] = self.summary.rows.get(name, 0) + result.inserted + result.updated
 
 
-def _with_provenance(rows: pa.Table, provenance: dict, schema: pa.Schema) -> pa.Table:
-    for name, value in provenance.items():
-        column = pa.repeat(pa.scalar(value, schema.field(name).type), rows.num_rows)
-        if name in rows.column_names:
-            rows = rows.set_column(rows.column_names.index(name), name, column)
+def _concat(schema: pa.Schema, parts: list[list[dict] | pa.Table]) -> pa.Table:
+    """Buffered parts as one table, in arrival order; runs of dict rows convert at once."""
+    tables, run = [], []
+    for part in parts:
+        if isinstance(part, pa.Table):
+            if run:
+                tables.append(to_table(run, schema))
+                run = []
+            tables.append(part)
         else:
-            rows = rows.append_column(name, column)
-    return rows.select(schema.names).cast(schema)
-
-
-def _concat(schema: pa.Schema, parts: list[tuple[list[dict] | pa.Table, dict]]) -> pa.Table:
-    """Buffered parts (rows, provenance) as one table, in arrival order. Runs of dict rows
-    (which carry their provenance) convert at once; a run of one file's Arrow parts gets
-    its provenance columns once."""
-    tables = []
-    for kind, run in groupby(parts, key=lambda p: None if isinstance(p[0], list) else id(p[1])):
-        run = list(run)
-        if kind is None:
-            tables.append(to_table([r for rows, _ in run for r in rows], schema))
-        elif all(t.schema.equals(run[0][0].schema) for t, _ in run):
-            tables.append(_with_provenance(pa.concat_tables([t for t, _ in run]), run[0][1], schema))
-        else:
-            tables += [_with_provenance(t, provenance, schema) for t, provenance in run]
+            run.extend(part)
+    if run:
+        tables.append(to_table(run, schema))
     return pa.concat_tables(tables) if tables else schema.empty_table()
 
 
