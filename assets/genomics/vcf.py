@@ -2,9 +2,10 @@
 `bronze.vcf_genotypes`, `bronze.vcf_annotations` and `bronze.vcf_samples`.
 
 htslib (through cyvcf2) does the parsing. A file is streamed: every `BATCH_GENOTYPES`
-genotypes (or `BATCH_SITES` sites for a file without samples) become one piece of Arrow
-columns that the ingest engine merges, so memory stays bounded whatever the file size.
-Genotypes are decoded with numpy once per batch, never as Python objects per call.
+genotypes become one piece of Arrow columns that the ingest engine merges, and the sites
+and their annotations travel in pieces of `BATCH_SITES`, so memory stays bounded whatever
+the file size. Genotypes are decoded with numpy once per batch, never as Python objects
+per call.
 
 A record htslib rejects quarantines the whole file, naming the line and what is wrong
 with it (the engine deletes whatever of the file had already landed), because a VCF
@@ -376,9 +377,14 @@ def stream_vcf(path: Path, batch_genotypes: int | None = None,
                 annotations += _annotations(info, vid, chrom, formats)
             if genotypes.samples.size:
                 genotypes.add(record, vid, chrom, record.FORMAT)
-            if genotypes.size >= batch_genotypes or len(sites) >= batch_sites:
+            if len(sites) >= batch_sites:
                 yield _piece(sites, annotations, genotypes, new_ids.ok, unique_samples)
                 sites, annotations = [], []
+                genotypes.clear()
+            elif genotypes.size >= batch_genotypes:
+                # The sites wait for a piece of their own size: a Delta commit of a few
+                # hundred sites with every genotype piece costs more than it bounds.
+                yield _piece([], [], genotypes, new_ids.ok, unique_samples)
                 genotypes.clear()
     except Exception as e:
         yield Parsed(problems=[Problem(_record_error(path, n + 1, len(vcf.samples), e))], fatal=True)
@@ -391,7 +397,7 @@ def stream_vcf(path: Path, batch_genotypes: int | None = None,
 
 def _piece(sites: list[dict], annotations: list[dict], genotypes: _GenotypeBatch,
            new_ids: bool, unique_samples: bool) -> Parsed:
-    rows = {VARIANTS.name: sites, ANNOTATIONS.name: annotations}
+    rows = {VARIANTS.name: sites, ANNOTATIONS.name: annotations} if sites else {}
     if genotypes.size:
         rows[GENOTYPES.name] = genotypes.table()
     distinct = {VARIANTS.name, ANNOTATIONS.name} | ({GENOTYPES.name} if unique_samples else set())
