@@ -425,10 +425,10 @@ class _Buffer:
         for name, parts in jobs:
             spec = self.specs[name]
             rows = _concat(spec.schema, [rows for _, rows, _ in parts])
-            files = {p[0] for p in parts}
-            digest = files.pop() if len(files) == 1 else None
+            digests = {p[0] for p in parts}
+            digest = next(iter(digests)) if len(digests) == 1 else None
             if digest is None:
-                for d in {p[0] for p in parts}:
+                for d in digests:
                     self.before[(name, d)] = None
             elif (name, digest) not in self.before:  # the file's first rows in this table
                 dt = lake.open_table(name)

@@ -517,6 +517,6 @@ def parse(path: Path) -> Parsed | Iterator[Parsed]:
 
 VCF = Modality(name="vcf", patterns=["**/*.vcf", "**/*.vcf.gz", "**/*.bcf", "**/*.csv"],
                tables=[VARIANTS, GENOTYPES, ANNOTATIONS, SAMPLES], parse=parse, streams=True,
-               # A genotype row is ~100 bytes: half a million bound memory to ~0.5 GB and
-               # cost a third less time than 200k (fewer commits and key probes).
+               # A genotype row is ~100 bytes: half a million (one being written while
+               # the next is buffered) bound memory to ~0.5 GB, with fewer commits than 200k.
                flush_rows=500_000)
