@@ -228,7 +228,8 @@ class _GenotypeBatch:
 
     def __init__(self, samples: list[str]):
         self.samples = np.array(samples, dtype=object)
-        self.sample_ids = pa.array(samples, pa.string())  # repeated per site (`column`)
+        self.sample_ids = pa.array(samples, pa.string())
+        self.samples_tiled = pa.array([], pa.string())  # see `sample_column`
         self.clear()
 
     def clear(self) -> None:
@@ -286,9 +287,9 @@ class _GenotypeBatch:
         """The sample ids once per site: a slice of one array kept for the largest batch
         (batches mostly hold the same number of sites)."""
         n = len(self.samples)
-        if len(getattr(self, "_samples_tiled", ())) < sites * n:
-            self._samples_tiled = self.sample_ids.take(np.tile(np.arange(n), sites))
-        return self._samples_tiled.slice(0, sites * n)
+        if len(self.samples_tiled) < sites * n:
+            self.samples_tiled = self.sample_ids.take(np.tile(np.arange(n), sites))
+        return self.samples_tiled.slice(0, sites * n)
 
 
 # ------------------------------------------------------------------ the file
@@ -348,8 +349,9 @@ class _NewIds:
 
 def stream_vcf(path: Path, batch_genotypes: int | None = None,
                batch_sites: int | None = None) -> Iterator[Parsed]:
-    """The file's rows in pieces of about `batch_genotypes` genotypes (or `batch_sites`
-    sites; the module's defaults when not given); a fatal problem is the last piece."""
+    """The file's rows in pieces of about `batch_genotypes` genotypes, its sites and
+    annotations every `batch_sites` sites (the module's defaults when not given); a fatal
+    problem is the last piece."""
     batch_genotypes = batch_genotypes or BATCH_GENOTYPES
     batch_sites = batch_sites or BATCH_SITES
     try:
