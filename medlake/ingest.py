@@ -28,6 +28,17 @@ not hold yet is appended instead (much cheaper for a large new file), which is s
 because bronze has one writer at a time (its Dagster pool). A run killed mid-file leaves
 rows of an unlogged file; the next run parses it again and, those keys being stored,
 MERGEs them instead of appending duplicates.
+
+A parser may vouch that a piece's keys for a table are distinct, from each other and
+from the file's earlier pieces (`Parsed.distinct`). A flush holding only such rows of one
+file then skips the duplicate-key check, and its probe for stored keys reads only the
+files the table had before that file's first rows: while a file's rows have only been
+appended, those are all the rows that can share its keys.
+
+Flushes run on a background thread, in order and one at a time, so a Delta write
+(which releases the GIL) overlaps parsing the next piece. The thread is joined before
+a failed file's rows are deleted and before the log is written, so the order of
+writes, and with it everything above, is as if they ran inline.
 """
 from __future__ import annotations
 
@@ -87,6 +98,9 @@ class Parsed:
     problems: list[Problem] = field(default_factory=list)
     fatal: bool = False  # the whole file is unusable
     status: str | None = None  # the file's status in the log, when not data (a directory)
+    # Tables whose keys in this piece the parser vouches are distinct, from each other and
+    # from every earlier piece of the same file (module docstring).
+    distinct: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -289,63 +303,150 @@ def _pieces(parse: Callable, path: Path, timeout_s: float) -> Iterator[Parsed]:
                      fatal=True)
 
 
+class _Writer:
+    """Runs flushes on a background thread, one at a time and in the order given. `submit`
+    first waits for the flush in flight, so memory holds at most the rows being written
+    plus those being buffered. A flush's error (even KeyboardInterrupt) is raised in the
+    caller at its next `submit` or `wait`."""
+
+    def __init__(self):
+        self.thread: threading.Thread | None = None
+        self.error: BaseException | None = None
+
+    def submit(self, job: Callable[[], None]) -> None:
+        self.wait()
+        self.thread = threading.Thread(target=self._run, args=(job,), name="medlake-flush", daemon=True)
+        self.thread.start()
+
+    def _run(self, job: Callable[[], None]) -> None:
+        try:
+            job()
+        except BaseException as e:  # handed to the caller
+            self.error = e
+
+    def wait(self) -> None:
+        """Until the flush in flight is done; raises its error."""
+        if self.thread is not None:
+            self.thread.join()
+            self.thread = None
+        if self.error is not None:
+            error, self.error = self.error, None
+            raise error
+
+
 class _Buffer:
     """Rows waiting for a MERGE, per table, tagged with the file they came from."""
 
     def __init__(self, modality: Modality, summary: IngestSummary):
         self.specs = {spec.name: spec for spec in modality.tables}
         self.summary = summary
-        self.tables: dict[str, list[tuple[str, pa.Table]]] = {name: [] for name in self.specs}
+        # table -> [(file digest, rows, keys vouched distinct)]
+        self.tables: dict[str, list[tuple[str, list[dict] | pa.Table, bool]]] = {
+            name: [] for name in self.specs}
+        # The provenance columns of the file last added: (value, type) -> array
+        self.constants: dict[tuple, pa.Array] = {}
+        self.constants_of: str | None = None
         self.size = 0
-        self.flushed: set[str] = set()  # files with rows already merged
+        self.flushed: set[str] = set()  # files with rows handed to the writer
+        # (table, file) -> the table's files before that file's first rows, while all of
+        # them were appended (None once some were MERGEd or flushed with another file's)
+        self.before: dict[tuple[str, str], list[str] | None] = {}
+        self.writer = _Writer()
 
-    def add(self, table: str, rows: list[dict] | pa.Table, digest: str, provenance: dict) -> int:
-        spec = self.specs[table]
+    def add(self, table: str, rows: list[dict] | pa.Table, digest: str, provenance: dict,
+            distinct: bool = False) -> int:
         if not isinstance(rows, pa.Table):
             # Dict rows wait as dicts and become Arrow in one go at the flush: converting
             # one file's row at a time cost more than parsing it.
             for row in rows:
                 row.update(provenance)
-            self.tables[table].append((digest, rows))
+            self.tables[table].append((digest, rows, distinct))
             self.size += len(rows)
             return len(rows)
+        schema = self.specs[table].schema
         for name, value in provenance.items():
-            column = pa.repeat(pa.scalar(value, spec.schema.field(name).type), rows.num_rows)
+            column = self._constant(digest, value, schema.field(name).type, rows.num_rows)
             if name in rows.column_names:
                 rows = rows.set_column(rows.column_names.index(name), name, column)
             else:
                 rows = rows.append_column(name, column)
-        self.tables[table].append((digest, rows.select(spec.schema.names).cast(spec.schema)))
+        rows = rows.select(schema.names)
+        self.tables[table].append((digest, rows if rows.schema.equals(schema) else rows.cast(schema), distinct))
         self.size += rows.num_rows
         return rows.num_rows
 
+    def _constant(self, digest: str, value, kind: pa.DataType, n: int) -> pa.Array:
+        """`value` n times: a slice of one array per value of the file (grown as needed),
+        so the provenance columns of a file's many pieces are not copied for each."""
+        if self.constants_of != digest:
+            self.constants, self.constants_of = {}, digest
+        column = self.constants.get((value, kind))
+        if column is None or len(column) < n:
+            column = pa.repeat(pa.scalar(value, kind), max(n, 2 * len(column or ())))
+            self.constants[(value, kind)] = column
+        return column.slice(0, n)
+
     def discard(self, digest: str) -> None:
         """Forget a file's rows: drop the buffered ones, delete the merged ones."""
+        self.writer.wait()
         for name, pending in self.tables.items():
-            self.tables[name] = [(d, t) for d, t in pending if d != digest]
-        self.size = sum(len(t) for pending in self.tables.values() for _, t in pending)
+            self.tables[name] = [p for p in pending if p[0] != digest]
+        self.size = sum(len(p[1]) for pending in self.tables.values() for p in pending)
         if digest in self.flushed:
             for name in self.tables:
                 deleted = lake.delete(name, f"source_sha256 = '{digest}'")
                 self.summary.rows[name] = self.summary.rows.get(name, 0) - deleted
 
     def flush(self, but: str | None = None) -> None:
-        """MERGE the buffered rows, except those of file `but` when given."""
+        """Hand the buffered rows to the writer, except those of file `but` when given."""
+        jobs = []
         for name, pending in self.tables.items():
             now_, later = [p for p in pending if p[0] != but], [p for p in pending if p[0] == but]
             self.tables[name] = later
-            if not now_:
-                continue
+            if now_:
+                jobs.append((name, now_))
+                self.flushed.update(p[0] for p in now_)
+        self.size = sum(len(p[1]) for pending in self.tables.values() for p in pending)
+        if jobs:
+            self.writer.submit(lambda: self._write(jobs))
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, failed, *_) -> None:
+        try:
+            self.writer.wait()
+        except BaseException:
+            if failed is None:  # else the run's own error is the one to raise
+                raise
+
+    def _write(self, jobs: list[tuple[str, list]]) -> None:
+        """MERGE each table's rows (on the writer thread)."""
+        for name, parts in jobs:
             spec = self.specs[name]
-            order = "last_updated" if "last_updated" in spec.schema.names else None
-            rows = _dedupe(_concat(spec.schema, [t for _, t in now_]), spec.keys, order)
+            rows = _concat(spec.schema, [rows for _, rows, _ in parts])
+            digests = {p[0] for p in parts}
+            digest = next(iter(digests)) if len(digests) == 1 else None
+            if digest is None:
+                for d in digests:
+                    self.before[(name, d)] = None
+            elif (name, digest) not in self.before:  # the file's first rows in this table
+                dt = lake.open_table(name)
+                self.before[(name, digest)] = dt.file_uris() if dt is not None else []
+            stored = None  # the files that can hold these keys: all, unless vouched
+            if digest is not None and all(p[2] for p in parts):
+                stored = self.before[(name, digest)]
+            else:
+                order = "last_updated" if "last_updated" in spec.schema.names else None
+                rows = _dedupe(rows, spec.keys, order)
             # Appended when none of the keys is stored yet (a new file's rows, the usual
             # case), MERGEd otherwise, e.g. over the rows a killed run left. Bronze has one
             # writer at a time (the lake_bronze pool).
-            result = lake.merge(name, rows, spec.keys, spec.update_when, sole_writer=True)
+            result = lake.merge(name, rows, spec.keys, spec.update_when, sole_writer=True,
+                                stored_files=stored)
+            if digest is not None and not result.appended:
+                self.before[(name, digest)] = None
             self.summary.rows[name] = self.summary.rows.get(name, 0) + result.inserted + result.updated
-            self.flushed.update(d for d, _ in now_)
-        self.size = sum(len(t) for pending in self.tables.values() for _, t in pending)
 
 
 def _concat(schema: pa.Schema, parts: list[list[dict] | pa.Table]) -> pa.Table:
@@ -498,41 +599,43 @@ def _ingest_chunk(modality: Modality, chunk: list[tuple[Path, str, tuple]],
                   results: list[Iterable[Parsed]], batch_id: str, summary: IngestSummary) -> None:
     """Write one chunk of files: `results` holds each file's parse, as pieces."""
     at = now()
-    buffer = _Buffer(modality, summary)
     quarantine, ledger = [], []
-    for (path, digest, (uri, size, mtime)), pieces in zip(chunk, results):
-        status = None
-        provenance = dict(source_uri=uri, source_sha256=digest, batch_id=batch_id, ingested_at=at)
-        n, problems, fatal = 0, [], False
-        for parsed in pieces:
-            status = status or parsed.status
-            problems += parsed.problems
-            if parsed.fatal:
-                fatal = True
-                break
-            for table, table_rows in parsed.rows.items():
-                n += buffer.add(table, table_rows, digest, provenance)
-            if buffer.size >= (modality.flush_rows or FLUSH_ROWS):
-                buffer.flush(but=digest)  # earlier files first (module docstring)
-                buffer.flush()
-        if fatal:
-            buffer.discard(digest)
-            n = 0
-        for p in problems:
-            quarantine.append(dict(source_uri=uri + p.where, source_sha256=digest,
-                                   modality=modality.name, error=p.error, detected_at=at,
-                                   batch_id=batch_id))
-        summary.problems += len(problems)
-        status = "quarantined" if fatal else (status or ("partial" if problems else "ingested"))
-        if fatal:
-            summary.files_quarantined += 1
-        else:
-            summary.files_ingested += 1
-        ledger.append(dict(source_uri=uri, source_sha256=digest, modality=modality.name,
-                           status=status, rows=n, problems=len(problems),
-                           size_bytes=size, batch_id=batch_id, ingested_at=at, mtime_ns=mtime))
+    # Leaving the block waits for the flush in flight: every row is written before the
+    # quarantine and the log, and no write outlives a failed run.
+    with _Buffer(modality, summary) as buffer:
+        for (path, digest, (uri, size, mtime)), pieces in zip(chunk, results):
+            status = None
+            provenance = dict(source_uri=uri, source_sha256=digest, batch_id=batch_id, ingested_at=at)
+            n, problems, fatal = 0, [], False
+            for parsed in pieces:
+                status = status or parsed.status
+                problems += parsed.problems
+                if parsed.fatal:
+                    fatal = True
+                    break
+                for table, table_rows in parsed.rows.items():
+                    n += buffer.add(table, table_rows, digest, provenance, table in parsed.distinct)
+                if buffer.size >= (modality.flush_rows or FLUSH_ROWS):
+                    buffer.flush(but=digest)  # earlier files first (module docstring)
+                    buffer.flush()
+            if fatal:
+                buffer.discard(digest)
+                n = 0
+            for p in problems:
+                quarantine.append(dict(source_uri=uri + p.where, source_sha256=digest,
+                                       modality=modality.name, error=p.error, detected_at=at,
+                                       batch_id=batch_id))
+            summary.problems += len(problems)
+            status = "quarantined" if fatal else (status or ("partial" if problems else "ingested"))
+            if fatal:
+                summary.files_quarantined += 1
+            else:
+                summary.files_ingested += 1
+            ledger.append(dict(source_uri=uri, source_sha256=digest, modality=modality.name,
+                               status=status, rows=n, problems=len(problems),
+                               size_bytes=size, batch_id=batch_id, ingested_at=at, mtime_ns=mtime))
 
-    buffer.flush()
+        buffer.flush()
     if quarantine:
         lake.merge(QUARANTINE, _dedupe(pa.Table.from_pylist(quarantine, QUARANTINE_SCHEMA),
                                        ["source_uri", "source_sha256"], None),

@@ -49,9 +49,10 @@ def arrow_schema(dt: DeltaTable) -> pa.Schema:
     return pa.schema(dt.schema().to_arrow())
 
 
-def scan_sql(dt: DeltaTable) -> str:
-    """A DuckDB table expression for the table's current files (empty tables too)."""
-    files = dt.file_uris()
+def scan_sql(dt: DeltaTable, files: list[str] | None = None) -> str:
+    """A DuckDB table expression for the table's current files (empty tables too), or
+    for just `files` of it when given."""
+    files = dt.file_uris() if files is None else files
     if files:
         # Delta keeps partition values in the paths (`chrom=1/`), not in the files: read
         # them back with the table's types, not DuckDB's guesses (`1` is not a BIGINT).
@@ -120,6 +121,7 @@ class WriteResult:
     version: int
     inserted: int = 0
     updated: int = 0
+    appended: bool = False  # written without a MERGE: none of the keys was stored
 
     @property
     def changed(self) -> bool:
@@ -127,7 +129,8 @@ class WriteResult:
 
 
 def merge(table: str, data: pa.Table, keys: list[str], update_when: str | None = None,
-          retries: int = 5, *, sole_writer: bool = False) -> WriteResult:
+          retries: int = 5, *, sole_writer: bool = False,
+          stored_files: list[str] | None = None) -> WriteResult:
     """Upsert `data` on `keys`. Rows that match and satisfy `update_when` (SQL over
     `s` source and `t` target) replace the target row; new keys are inserted.
 
@@ -139,15 +142,17 @@ def merge(table: str, data: pa.Table, keys: list[str], update_when: str | None =
     is stored yet (a first load, a new file: the usual case) is appended, which writes
     the same rows as the MERGE without its join. Two concurrent appends of one key would
     both commit, since Delta sees no conflict between appends: hence the guarantee.
+    `stored_files`: the table's files that can hold any of `data`'s keys, when the caller
+    knows the others cannot (default: all); only these are probed.
     """
     dt = ensure(table, data.schema)
     if data.num_rows == 0:
         return WriteResult(table, dt.version())
-    if sole_writer and not _holds_any(dt, data, keys):
+    if sole_writer and not _holds_any(dt, data, keys, stored_files):
         # Keys are unique in `data` (callers dedupe), as a MERGE requires too. A run
         # killed after the append is re-run through a MERGE: its keys are then stored.
-        write_deltalake(uri(table), data, mode="append")
-        return WriteResult(table, DeltaTable(uri(table)).version(), data.num_rows)
+        write_deltalake(dt, data, mode="append")
+        return WriteResult(table, dt.version(), data.num_rows, appended=True)
     on = " AND ".join(f't."{k}" = s."{k}"' for k in keys)
     for attempt in range(retries):
         try:
@@ -168,11 +173,13 @@ def merge(table: str, data: pa.Table, keys: list[str], update_when: str | None =
     raise AssertionError("unreachable")
 
 
-def _holds_any(dt: DeltaTable, data: pa.Table, keys: list[str]) -> bool:
-    """Whether the table holds any of `data`'s keys: a scan of the key columns only, far
-    cheaper than the MERGE it can spare. Partition columns among the keys are filtered by
-    value first, so only those partitions are read."""
-    if not dt.file_uris():
+def _holds_any(dt: DeltaTable, data: pa.Table, keys: list[str],
+               files: list[str] | None = None) -> bool:
+    """Whether the table (or just its `files`) holds any of `data`'s keys: a scan of the
+    key columns only, far cheaper than the MERGE it can spare. Partition columns among the
+    keys are filtered by value first, so only those partitions are read."""
+    files = dt.file_uris() if files is None else files
+    if not files:
         return False
     parts = [c for c in dt.metadata().partition_columns if c in keys]
     where = " AND ".join(
@@ -182,7 +189,7 @@ def _holds_any(dt: DeltaTable, data: pa.Table, keys: list[str]) -> bool:
     con = duckdb.connect()
     try:
         con.register("s", data.select(keys))
-        return bool(con.execute(f"SELECT 1 FROM (SELECT {using} FROM {scan_sql(dt)} WHERE {where}) "
+        return bool(con.execute(f"SELECT 1 FROM (SELECT {using} FROM {scan_sql(dt, files)} WHERE {where}) "
                                 f"SEMI JOIN s USING ({using}) LIMIT 1").fetchall())
     finally:
         con.close()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import cached_property
 
 import orjson
 
@@ -32,20 +33,26 @@ class AnnotationFormat:
     key: str  # the INFO key: CSQ, ANN or EFF
     fields: tuple[str, ...]
 
+    @cached_property
+    def columns(self) -> tuple[tuple[str, tuple[str, ...]], ...]:
+        """Each of our columns with the names, in order of preference, that this format's
+        fields have for it."""
+        return tuple((col, tuple(n for n in names if n in self.fields)) for col, names in COLUMNS.items())
+
     def parse(self, value: str) -> list[dict]:
         """One INFO value (comma-separated annotations) → rows with our columns plus
         every field as JSON."""
         rows = []
+        padding = [""] * len(self.fields)
         for n, entry in enumerate(_split_entries(value)):
             if self.key == "EFF":  # Effect(Impact|Class|...)
                 effect, _, rest = entry.partition("(")
                 parts = [effect] + rest.rstrip(")").split("|")
             else:
                 parts = entry.split("|")
-            fields = {name: (parts[i].strip() if i < len(parts) else "")
-                      for i, name in enumerate(self.fields)}
-            row = {col: next((fields[n_] for n_ in names if fields.get(n_)), None)
-                   for col, names in COLUMNS.items()}
+            fields = dict(zip(self.fields, [p.strip() for p in parts] + padding))
+            row = {col: next((fields[n_] for n_ in names if fields[n_]), None)
+                   for col, names in self.columns}
             row.update(source=self.key, n=n, fields=orjson.dumps(fields).decode())
             rows.append(row)
         return rows

@@ -2,9 +2,10 @@
 `bronze.vcf_genotypes`, `bronze.vcf_annotations` and `bronze.vcf_samples`.
 
 htslib (through cyvcf2) does the parsing. A file is streamed: every `BATCH_GENOTYPES`
-genotypes (or `BATCH_SITES` sites for a file without samples) become one piece of Arrow
-columns that the ingest engine merges, so memory stays bounded whatever the file size.
-Genotypes are decoded with numpy once per batch, never as Python objects per call.
+genotypes become one piece of Arrow columns that the ingest engine merges, and the sites
+and their annotations travel in pieces of `BATCH_SITES`, so memory stays bounded whatever
+the file size. Genotypes are decoded with numpy once per batch, never as Python objects
+per call.
 
 A record htslib rejects quarantines the whole file, naming the line and what is wrong
 with it (the engine deletes whatever of the file had already landed), because a VCF
@@ -101,6 +102,9 @@ def variant_id(chrom: str, pos: int, ref: str, alt: list[str]) -> str:
 
 def _plain(value):
     """INFO values come back as numpy scalars/tuples; make them JSON-friendly."""
+    kind = type(value)
+    if kind is str or kind is int or kind is bool:  # the usual case, first
+        return value
     if isinstance(value, (tuple, list, np.ndarray)):
         return [_plain(v) for v in value]
     if isinstance(value, np.generic):
@@ -163,18 +167,38 @@ def _gt_from_code(code: int) -> str | None:
     return gt_text(np.array(alleles), bool(phased))
 
 
-def _int_lists(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """A (samples, k) integer matrix → (flat values, per-row lengths, null mask), dropping
-    htslib's vector-end padding and marking its missing values null."""
-    keep = (values != -2) & (values != _END) if values.dtype.kind == "i" else np.ones_like(values, bool)
-    flat = values[keep].astype(np.int64)
-    return flat, keep.sum(axis=1), (flat == -1) | (flat == _MISSING)
+def _row_counts(mask: np.ndarray) -> np.ndarray:
+    """True values per row of a (rows, k) mask, column by column: numpy's row-wise
+    reductions are slow on rows this narrow."""
+    counts = mask[:, 0].astype(np.int64)
+    for j in range(1, mask.shape[1]):
+        counts += mask[:, j]
+    return counts
+
+
+def _list_array(values: np.ndarray) -> pa.ListArray:
+    """A (rows, k) integer matrix → a list<int64> per row, dropping htslib's vector-end
+    padding (-2 in GT, its END sentinel elsewhere) and making missing values null. A row
+    with no values at all (no GT, no AD) is null, not an empty list."""
+    keep = (values != -2) & (values != _END)
+    if keep.all():  # every row full (the usual batch): no padding to drop
+        flat, lengths = values.ravel(), None
+    else:
+        flat, lengths = values[keep], _row_counts(keep)
+    missing = (flat == -1) | (flat == _MISSING)
+    items = pa.array(flat, pa.int64(), mask=missing if missing.any() else None)
+    if lengths is None:
+        offsets = np.arange(0, flat.size + 1, values.shape[1], dtype=np.int32)
+        return pa.ListArray.from_arrays(pa.array(offsets), items)
+    offsets = np.zeros(len(lengths) + 1, np.int32)
+    np.cumsum(lengths, out=offsets[1:])
+    empty = lengths == 0
+    return pa.ListArray.from_arrays(pa.array(offsets), items, mask=pa.array(empty) if empty.any() else None)
 
 
 def _format_matrix(record, key: str, n: int) -> np.ndarray | None:
-    """A FORMAT field as an int matrix (samples, k); strings holding numbers are converted."""
-    if key not in record.FORMAT:
-        return None
+    """A FORMAT field (which the record has) as an int matrix (samples, k); strings
+    holding numbers are converted."""
     values = record.format(key)
     if values is None:
         return None
@@ -204,21 +228,24 @@ class _GenotypeBatch:
 
     def __init__(self, samples: list[str]):
         self.samples = np.array(samples, dtype=object)
+        self.sample_ids = pa.array(samples, pa.string())
+        self.samples_tiled = pa.array([], pa.string())  # see `sample_column`
         self.clear()
 
     def clear(self) -> None:
         self.vids, self.chroms, self.calls, self.dp, self.gq, self.ad = [], [], [], [], [], []
         self.size = 0
 
-    def add(self, record, vid: str) -> None:
+    def add(self, record, vid: str, chrom: str, fmt: list[str]) -> None:
+        """One record's calls; `fmt` is its FORMAT keys."""
         n = len(self.samples)
-        self.calls.append(record.genotype.array() if "GT" in record.FORMAT else None)
+        self.calls.append(record.genotype.array() if "GT" in fmt else None)
         for key, out in (("DP", self.dp), ("GQ", self.gq)):
-            m = _format_matrix(record, key, n)
-            out.append(np.full(n, _MISSING, np.int64) if m is None else m[:, 0].astype(np.int64))
-        self.ad.append(_format_matrix(record, "AD", n))
+            m = _format_matrix(record, key, n) if key in fmt else None
+            out.append(np.full(n, _MISSING, np.int32) if m is None else m[:, 0])
+        self.ad.append(_format_matrix(record, "AD", n) if "AD" in fmt else None)
         self.vids.append(vid)
-        self.chroms.append(record.CHROM)
+        self.chroms.append(chrom)
         self.size += n
 
     @staticmethod
@@ -238,31 +265,31 @@ class _GenotypeBatch:
         codes = np.where(has_gt, _gt_codes(calls, phased), -1)
 
         def ints(parts):
-            values = np.concatenate(parts)
+            values = np.concatenate(parts).astype(np.int64)
             return pa.array(values, pa.int64(), mask=values < 0)
-
-        def lists(matrix):
-            flat, lengths, missing = _int_lists(matrix)
-            offsets = pa.array(np.concatenate([[0], np.cumsum(lengths)]).astype(np.int32))
-            values = pa.array(flat, pa.int64(), mask=missing)
-            # A call with no values at all (no GT, no AD) is null, not an empty list.
-            empty = lengths == 0
-            return pa.ListArray.from_arrays(offsets, values, mask=pa.array(empty) if empty.any() else None)
 
         # Strings repeated per call are taken from the short per-site/per-sample arrays in
         # Arrow, never built as Python objects per call.
         site = np.repeat(np.arange(sites), n)
         return pa.table({
-            "sample_id": pa.array(self.samples, pa.string()).take(np.tile(np.arange(n), sites)),
+            "sample_id": self.sample_column(sites),
             "variant_id": pa.array(self.vids, pa.string()).take(site),
             "chrom": pa.array(self.chroms, pa.string()).take(site),
             "gt": self.gt_texts(codes),
-            "alleles": lists(calls),
+            "alleles": _list_array(calls),
             "phased": pa.array(phased),
-            "alt_count": pa.array((calls > 0).sum(axis=1).astype(np.int64)),
+            "alt_count": pa.array(_row_counts(calls > 0)),
             "dp": ints(self.dp), "gq": ints(self.gq),
-            "ad": lists(_stack(self.ad, n, _END)),
+            "ad": _list_array(_stack(self.ad, n, _END)),
         })
+
+    def sample_column(self, sites: int) -> pa.Array:
+        """The sample ids once per site: a slice of one array kept for the largest batch
+        (batches mostly hold the same number of sites)."""
+        n = len(self.samples)
+        if len(self.samples_tiled) < sites * n:
+            self.samples_tiled = self.sample_ids.take(np.tile(np.arange(n), sites))
+        return self.samples_tiled.slice(0, sites * n)
 
 
 # ------------------------------------------------------------------ the file
@@ -273,12 +300,11 @@ def _header_infos(vcf) -> dict[str, str]:
             if h.type == "INFO"}
 
 
-def _site(record, vid: str) -> dict:
-    info = {k: _plain(v) for k, v in record.INFO}
+def _site(record, vid: str, chrom: str, pos: int, ref: str, alt: list[str], info: dict) -> dict:
     gene = info.get("GENEINFO")
     return dict(
-        variant_id=vid, chrom=record.CHROM, pos=record.POS, ref=record.REF,
-        alt=",".join(record.ALT), id=record.ID,
+        variant_id=vid, chrom=chrom, pos=pos, ref=ref,
+        alt=",".join(alt), id=record.ID,
         qual=None if record.QUAL is None else float(record.QUAL),
         filters=record.FILTER or "PASS", info=orjson.dumps(info).decode(),
         af=_floats(info.get("AF")), dp=_int(info.get("DP")),
@@ -288,21 +314,44 @@ def _site(record, vid: str) -> dict:
     )
 
 
-def _annotations(record, vid: str, formats: list[AnnotationFormat]) -> list[dict]:
+def _annotations(info: dict, vid: str, chrom: str, formats: list[AnnotationFormat]) -> list[dict]:
     rows = []
     for fmt in formats:
-        value = record.INFO.get(fmt.key)
+        value = info.get(fmt.key)
         if value:
             for row in fmt.parse(value):
-                row.update(variant_id=vid, chrom=record.CHROM)
+                row.update(variant_id=vid, chrom=chrom)
                 rows.append(row)
     return rows
 
 
+class _NewIds:
+    """Whether every record so far had a variant id not seen before in the file, known
+    without remembering them all: in a sorted file (each chromosome in one block,
+    positions ascending) a repeated id could only be at the current position."""
+
+    def __init__(self):
+        self.chroms: set[str] = set()
+        self.chrom, self.pos, self.here = None, -1, set()
+        self.ok = True
+
+    def add(self, chrom: str, pos: int, vid: str) -> None:
+        if chrom != self.chrom:
+            self.ok = self.ok and chrom not in self.chroms
+            self.chroms.add(chrom)
+            self.chrom, self.pos, self.here = chrom, pos, set()
+        elif pos != self.pos:
+            self.ok = self.ok and pos > self.pos
+            self.pos, self.here = pos, set()
+        self.ok = self.ok and vid not in self.here
+        self.here.add(vid)
+
+
 def stream_vcf(path: Path, batch_genotypes: int | None = None,
                batch_sites: int | None = None) -> Iterator[Parsed]:
-    """The file's rows in pieces of about `batch_genotypes` genotypes (or `batch_sites`
-    sites; the module's defaults when not given); a fatal problem is the last piece."""
+    """The file's rows in pieces of about `batch_genotypes` genotypes, its sites and
+    annotations every `batch_sites` sites (the module's defaults when not given); a fatal
+    problem is the last piece."""
     batch_genotypes = batch_genotypes or BATCH_GENOTYPES
     batch_sites = batch_sites or BATCH_SITES
     try:
@@ -311,21 +360,33 @@ def stream_vcf(path: Path, batch_genotypes: int | None = None,
         yield Parsed(problems=[Problem(_header_error(path, e))], fatal=True)
         return
     formats = header_formats(_header_infos(vcf))
-    genotypes = _GenotypeBatch(list(vcf.samples))
+    samples = list(vcf.samples)
+    genotypes = _GenotypeBatch(samples)
+    # New ids vouch for distinct keys (medlake.ingest): the engine then skips its checks.
+    new_ids, unique_samples = _NewIds(), len(set(samples)) == len(samples)
     sites, annotations = [], []
     n = 0
     try:
         for record in vcf:
             n += 1
-            vid = variant_id(record.CHROM, record.POS, record.REF, record.ALT)
-            site = _site(record, vid)
-            annotations += _annotations(record, vid, formats)
+            # Each attribute read builds a new Python object: read them once.
+            chrom, pos, ref, alt = record.CHROM, record.POS, record.REF, record.ALT
+            vid = variant_id(chrom, pos, ref, alt)
+            new_ids.add(chrom, pos, vid)
+            info = {k: _plain(v) for k, v in record.INFO}
+            sites.append(_site(record, vid, chrom, pos, ref, alt, info))
+            if formats:
+                annotations += _annotations(info, vid, chrom, formats)
             if genotypes.samples.size:
-                genotypes.add(record, vid)
-            sites.append(site)
-            if genotypes.size >= batch_genotypes or len(sites) >= batch_sites:
-                yield _piece(sites, annotations, genotypes)
+                genotypes.add(record, vid, chrom, record.FORMAT)
+            if len(sites) >= batch_sites:
+                yield _piece(sites, annotations, genotypes, new_ids.ok, unique_samples)
                 sites, annotations = [], []
+                genotypes.clear()
+            elif genotypes.size >= batch_genotypes:
+                # The sites wait for a piece of their own size: a Delta commit of a few
+                # hundred sites with every genotype piece costs more than it bounds.
+                yield _piece([], [], genotypes, new_ids.ok, unique_samples)
                 genotypes.clear()
     except Exception as e:
         yield Parsed(problems=[Problem(_record_error(path, n + 1, len(vcf.samples), e))], fatal=True)
@@ -333,14 +394,16 @@ def stream_vcf(path: Path, batch_genotypes: int | None = None,
     finally:
         vcf.close()
     if sites:
-        yield _piece(sites, annotations, genotypes)
+        yield _piece(sites, annotations, genotypes, new_ids.ok, unique_samples)
 
 
-def _piece(sites: list[dict], annotations: list[dict], genotypes: _GenotypeBatch) -> Parsed:
-    rows = {VARIANTS.name: sites, ANNOTATIONS.name: annotations}
+def _piece(sites: list[dict], annotations: list[dict], genotypes: _GenotypeBatch,
+           new_ids: bool, unique_samples: bool) -> Parsed:
+    rows = {VARIANTS.name: sites, ANNOTATIONS.name: annotations} if sites else {}
     if genotypes.size:
         rows[GENOTYPES.name] = genotypes.table()
-    return Parsed(rows=rows)
+    distinct = {VARIANTS.name, ANNOTATIONS.name} | ({GENOTYPES.name} if unique_samples else set())
+    return Parsed(rows=rows, distinct=frozenset(distinct if new_ids else ()))
 
 
 def _record_error(path: Path, number: int, samples: int, error: Exception) -> str:
@@ -456,6 +519,6 @@ def parse(path: Path) -> Parsed | Iterator[Parsed]:
 
 VCF = Modality(name="vcf", patterns=["**/*.vcf", "**/*.vcf.gz", "**/*.bcf", "**/*.csv"],
                tables=[VARIANTS, GENOTYPES, ANNOTATIONS, SAMPLES], parse=parse, streams=True,
-               # A genotype row is ~100 bytes: half a million bound memory to ~0.5 GB and
-               # cost a third less time than 200k (fewer commits and key probes).
+               # A genotype row is ~100 bytes: half a million (one being written while
+               # the next is buffered) bound memory to ~0.5 GB, with fewer commits than 200k.
                flush_rows=500_000)
