@@ -6,8 +6,10 @@ references mean the same thing once the Bundle is taken apart.
 """
 from __future__ import annotations
 
+import gc
 import gzip
-import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 
@@ -62,22 +64,32 @@ def _timestamp(value) -> datetime | None:
 
 # orjson writes compact JSON, so a reference is always this exact byte pattern; rewriting
 # the serialized bytes is ~10x cheaper than walking every resource's tree in Python.
-_URN_REFERENCE = re.compile(rb'"reference":"urn:uuid:[^"\\]*"')
+_URN_REFERENCE = b'"reference":"urn:uuid:'
 
 
-def _swaps(refs: dict[str, str]) -> dict[bytes, bytes]:
-    """Serialized `"reference":"<fullUrl>"` → `"reference":"Type/id"`, built once per Bundle
-    so that rewriting a match is one dictionary lookup."""
-    return {b'"reference":' + orjson.dumps(url): b'"reference":' + orjson.dumps(target)
+def _targets(refs: dict[str, str]) -> dict[bytes, bytes]:
+    """A Bundle's urn:uuid fullUrls as they appear serialized (without the `urn:uuid:`
+    prefix and quotes) → the serialized `"reference":"Type/id"` that replaces them."""
+    return {orjson.dumps(url)[10:-1]: b'"reference":' + orjson.dumps(target)
             for url, target in refs.items() if url.startswith("urn:uuid:")}
 
 
-def _resolve(raw: bytes, swaps: dict[bytes, bytes]) -> bytes:
-    """Rewrite every `reference` that is a Bundle-local urn:uuid to `Type/id`."""
-    if not swaps or b"urn:uuid:" not in raw:
+def _resolve(raw: bytes, targets: dict[bytes, bytes]) -> bytes:
+    """Rewrite every `reference` that is a Bundle-local urn:uuid to `Type/id`. Splitting
+    on the pattern finds them at C speed; each piece then starts with a fullUrl that
+    runs to the next quote (one JSON string: a quote inside it would be escaped)."""
+    if not targets or _URN_REFERENCE not in raw:
         return raw
-    get = swaps.get
-    return _URN_REFERENCE.sub(lambda m: get(m[0], m[0]), raw)
+    pieces = raw.split(_URN_REFERENCE)
+    out, get = [pieces[0]], targets.get
+    for piece in pieces[1:]:
+        end = piece.find(b'"')
+        target = get(piece[:end])
+        if target is None:  # not one of this Bundle's entries: kept as it was
+            out += (_URN_REFERENCE, piece)
+        else:
+            out += (target, piece[end + 1:])
+    return b"".join(out)
 
 
 def patient_ref(resource: dict, refs: dict[str, str] | None = None) -> str | None:
@@ -105,18 +117,23 @@ class Columns:
         self.ids: list[str] = []
         self.patients: list[str | None] = []
         self.updated: list[str | None] = []
-        self.raws: list[bytes] = []
+        self.raws: list[bytes] = []  # serialized resources, in runs joined by newlines
 
-    def add(self, resource: dict, raw: bytes | None = None,
-            refs: dict[str, str] | None = None) -> None:
-        """One resource; `raw` is it already serialized with its references resolved
-        through `refs`, which saves a second serialization."""
+    def add(self, resource: dict, refs: dict[str, str] | None = None,
+            serialize: bool = True) -> None:
+        """One resource, its references resolved through `refs`. With `serialize` False
+        the caller hands its JSON over later, in a run (`add_serialized`)."""
         self.types.append(resource["resourceType"])
         self.ids.append(str(resource["id"]))
         self.patients.append(patient_ref(resource, refs))
         meta = resource.get("meta")
         self.updated.append(meta.get("lastUpdated") if isinstance(meta, dict) else None)
-        self.raws.append(raw if raw is not None else orjson.dumps(resource))
+        if serialize:
+            self.raws.append(orjson.dumps(resource))
+
+    def add_serialized(self, run: bytes) -> None:
+        """The JSON of resources added without it, in their order, joined by newlines."""
+        self.raws.append(run)
 
     def table(self) -> pa.Table:
         return pa.table({
@@ -138,15 +155,18 @@ def _timestamps(values: list) -> pa.Array:
         return pa.array([_timestamp(v) for v in strings], _UTC)
 
 
-def _strings(raws: list[bytes]) -> pa.Array:
-    """Serialized JSON (valid UTF-8, as orjson writes it) → one string array built over
-    a single joined buffer: ~4x cheaper than a str per resource."""
-    data = b"".join(raws)
+def _strings(runs: list[bytes]) -> pa.Array:
+    """Serialized JSON (valid UTF-8, as orjson writes it), in runs joined by newlines →
+    one string array: joined once more and split by Arrow, so no Python object is made
+    per resource. Compact JSON never holds a raw newline."""
+    data = b"\n".join(runs)
+    if not runs:
+        return pa.array([], pa.string())
     if len(data) >= 2**31:  # beyond 32-bit offsets: let Arrow chunk it
-        return pa.chunked_array([pa.array([r.decode() for r in raws], pa.string())])
-    offsets = np.zeros(len(raws) + 1, np.int32)
-    np.cumsum(np.fromiter(map(len, raws), np.int32, len(raws)), out=offsets[1:])
-    return pa.StringArray.from_buffers(len(raws), pa.py_buffer(offsets), pa.py_buffer(data))
+        return pa.chunked_array([pa.array([r.decode() for r in data.split(b"\n")], pa.string())])
+    whole = pa.StringArray.from_buffers(1, pa.py_buffer(np.array([0, len(data)], np.int32)),
+                                        pa.py_buffer(data))
+    return pc.split_pattern(whole, "\n").flatten()
 
 
 def _check(resource, where: str, entry=None) -> Problem | None:
@@ -180,23 +200,43 @@ def parse_bundle_or_resource(doc, out: Parsed, rows: Columns) -> None:
         r = e.get("resource") if isinstance(e, dict) else None
         if isinstance(r, dict) and r.get("resourceType") and r.get("id") and e.get("fullUrl"):
             refs[str(e["fullUrl"])] = f"{r['resourceType']}/{r['id']}"
-    kept, raws = [], []
+    raws = []
     for i, e in enumerate(entries):
         resource = e.get("resource") if isinstance(e, dict) else None
         problem = _check(resource, f"#entry={i}", e)
         if problem:
             out.problems.append(problem)
             continue
-        kept.append(resource)
+        rows.add(resource, refs, serialize=False)
         raws.append(orjson.dumps(resource))
-    # Compact JSON never holds a raw newline, so the Bundle's resources are rewritten in
-    # one pass over them joined by newlines, then split apart again.
-    raws = _resolve(b"\n".join(raws), _swaps(refs)).split(b"\n") if raws else []
-    for resource, raw in zip(kept, raws):
-        rows.add(resource, raw, refs)
+    # The Bundle's resources are rewritten in one pass over them joined by newlines, and
+    # stay joined: the Arrow column is cut from that run.
+    if raws:
+        rows.add_serialized(_resolve(b"\n".join(raws), _targets(refs)))
+
+
+@contextmanager
+def _gc_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector. orjson allocates a container per JSON object
+    and array, and every 700 of them trigger a collection that walks the young objects
+    (every tenth, older ones too): with pyarrow and Dagster loaded that took about half
+    of `orjson.loads`. Parsed JSON holds no reference cycles, so reference counting
+    alone frees it."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def parse(path: Path) -> Parsed:
+    with _gc_paused():
+        return _parse(path)
+
+
+def _parse(path: Path) -> Parsed:
     out, rows = Parsed(), Columns()
     try:
         text = _open(path)
