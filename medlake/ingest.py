@@ -23,6 +23,11 @@ file already logged with the same path, size and modification time is skipped wi
 being read again; any other file is hashed where it is parsed (on the pool: in the
 worker), and skipped if its bytes were ingested before.
 
+The Delta writes run on one background thread (`_Writer`), in the order they were
+handed over and one at a time, while this thread parses on: a chunk's rows, quarantine
+entries and log are one job, in that order, and a failed job stops the run before any
+later one, so the log is still written last.
+
 A MERGE is only needed where a key is already stored: a flush whose keys the table does
 not hold yet is appended instead (much cheaper for a large new file), which is safe
 because bronze has one writer at a time (its Dagster pool). A run killed mid-file leaves
@@ -37,6 +42,7 @@ import os
 import signal
 import threading
 from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -230,7 +236,8 @@ def ingest(modality: Modality, root: Path, batch_id: str, *, chunk_files: int | 
         else:
             todo.append((path, stamp))
     workers = 1 if modality.streams else (workers or os.cpu_count() or 1)
-    with _Parser(modality.parse, workers, timeout_s, modality.parse_head) as parser:
+    with _Parser(modality.parse, workers, timeout_s, modality.parse_head) as parser, \
+            _Writer() as writer:
         if len(todo) >= POOL_MIN_FILES:
             parser.start()  # workers start up while the tables are opened
         for spec in modality.tables:
@@ -250,7 +257,7 @@ def ingest(modality: Modality, root: Path, batch_id: str, *, chunk_files: int | 
                 chunk.append((path, digest, stamp))
                 parsed.append(pieces)
             if len(chunk) == chunk_files or (seen == len(todo) and chunk):
-                _ingest_chunk(modality, chunk, parsed, batch_id, summary)
+                _ingest_chunk(modality, chunk, parsed, batch_id, summary, writer)
                 chunk, parsed = [], []
             if progress and (seen % chunk_files == 0 or seen == len(todo)):
                 progress(seen, len(todo))
@@ -289,15 +296,52 @@ def _pieces(parse: Callable, path: Path, timeout_s: float) -> Iterator[Parsed]:
                      fatal=True)
 
 
+class _Writer:
+    """Runs the Delta writes on one background thread, one at a time and in the order
+    they were handed over, while the caller parses the next files: delta-rs encodes and
+    commits Parquet without holding the GIL, so on two cores the write of one chunk
+    overlaps the parse of the next. A job waits for the one before it, so at most one
+    write is in flight (memory: its rows, plus the buffer being filled), and a job
+    that fails stops the run at the next hand-over, before any later job runs: a
+    chunk's ingest log is written in the same job as, and after, its rows."""
+
+    def __init__(self):
+        self.pool = ThreadPoolExecutor(1, thread_name_prefix="bronze-writer")
+        self.pending: Future | None = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, *exc):
+        try:
+            if exc_type is None:
+                self.wait()
+            elif self.pending is not None:
+                self.pending.exception()  # let it finish; the caller's error wins
+        finally:
+            self.pool.shutdown()
+
+    def submit(self, job: Callable[[], None]) -> None:
+        self.wait()
+        self.pending = self.pool.submit(job)
+
+    def wait(self) -> None:
+        """Block until the write in flight is done; raise its error here."""
+        pending, self.pending = self.pending, None
+        if pending is not None:
+            pending.result()
+
+
 class _Buffer:
     """Rows waiting for a MERGE, per table, tagged with the file they came from."""
 
-    def __init__(self, modality: Modality, summary: IngestSummary):
+    def __init__(self, modality: Modality, summary: IngestSummary, writer: _Writer):
         self.specs = {spec.name: spec for spec in modality.tables}
         self.summary = summary
+        self.writer = writer
         self.tables: dict[str, list[tuple[str, pa.Table]]] = {name: [] for name in self.specs}
         self.size = 0
-        self.flushed: set[str] = set()  # files with rows already merged
+        self.flushed: set[str] = set()  # files with rows already handed to the writer
 
     def add(self, table: str, rows: list[dict] | pa.Table, digest: str, provenance: dict) -> int:
         spec = self.specs[table]
@@ -320,32 +364,49 @@ class _Buffer:
         return rows.num_rows
 
     def discard(self, digest: str) -> None:
-        """Forget a file's rows: drop the buffered ones, delete the merged ones."""
+        """Forget a file's rows: drop the buffered ones, delete the merged ones (after
+        the writes in flight, which may be the ones that stored them)."""
         for name, pending in self.tables.items():
             self.tables[name] = [(d, t) for d, t in pending if d != digest]
         self.size = sum(len(t) for pending in self.tables.values() for _, t in pending)
         if digest in self.flushed:
-            for name in self.tables:
-                deleted = lake.delete(name, f"source_sha256 = '{digest}'")
-                self.summary.rows[name] = self.summary.rows.get(name, 0) - deleted
+            self.writer.submit(lambda: self._delete(digest))
 
-    def flush(self, but: str | None = None) -> None:
-        """MERGE the buffered rows, except those of file `but` when given."""
+    def _delete(self, digest: str) -> None:
+        for name in self.tables:
+            deleted = lake.delete(name, f"source_sha256 = '{digest}'")
+            self.summary.rows[name] = self.summary.rows.get(name, 0) - deleted
+
+    def take(self, but: str | None = None) -> list[tuple[TableSpec, list]]:
+        """The buffered rows, per table, except those of file `but` when given; they are
+        the caller's to `write` now."""
+        batches = []
         for name, pending in self.tables.items():
             now_, later = [p for p in pending if p[0] != but], [p for p in pending if p[0] == but]
             self.tables[name] = later
-            if not now_:
-                continue
-            spec = self.specs[name]
+            if now_:
+                batches.append((self.specs[name], [t for _, t in now_]))
+                self.flushed.update(d for d, _ in now_)
+        self.size = sum(len(t) for pending in self.tables.values() for _, t in pending)
+        return batches
+
+    def flush(self, but: str | None = None) -> None:
+        """MERGE the buffered rows, except those of file `but` when given, on the writer."""
+        batches = self.take(but)
+        if batches:
+            self.writer.submit(lambda: self.write(batches))
+
+    def write(self, batches: list[tuple[TableSpec, list]]) -> None:
+        """MERGE rows `take`n from the buffer (on the writer thread)."""
+        for spec, parts in batches:
             order = "last_updated" if "last_updated" in spec.schema.names else None
-            rows = _dedupe(_concat(spec.schema, [t for _, t in now_]), spec.keys, order)
+            rows = _dedupe(_concat(spec.schema, parts), spec.keys, order)
             # Appended when none of the keys is stored yet (a new file's rows, the usual
             # case), MERGEd otherwise, e.g. over the rows a killed run left. Bronze has one
             # writer at a time (the lake_bronze pool).
-            result = lake.merge(name, rows, spec.keys, spec.update_when, sole_writer=True)
-            self.summary.rows[name] = self.summary.rows.get(name, 0) + result.inserted + result.updated
-            self.flushed.update(d for d, _ in now_)
-        self.size = sum(len(t) for pending in self.tables.values() for _, t in pending)
+            result = lake.merge(spec.name, rows, spec.keys, spec.update_when, sole_writer=True)
+            self.summary.rows[spec.name] = (self.summary.rows.get(spec.name, 0)
+                                            + result.inserted + result.updated)
 
 
 def _concat(schema: pa.Schema, parts: list[list[dict] | pa.Table]) -> pa.Table:
@@ -495,10 +556,12 @@ class _Parser:
 
 
 def _ingest_chunk(modality: Modality, chunk: list[tuple[Path, str, tuple]],
-                  results: list[Iterable[Parsed]], batch_id: str, summary: IngestSummary) -> None:
-    """Write one chunk of files: `results` holds each file's parse, as pieces."""
+                  results: list[Iterable[Parsed]], batch_id: str, summary: IngestSummary,
+                  writer: _Writer) -> None:
+    """Parse one chunk of files and hand its writes to `writer`: `results` holds each
+    file's parse, as pieces."""
     at = now()
-    buffer = _Buffer(modality, summary)
+    buffer = _Buffer(modality, summary, writer)
     quarantine, ledger = [], []
     for (path, digest, (uri, size, mtime)), pieces in zip(chunk, results):
         status = None
@@ -532,7 +595,13 @@ def _ingest_chunk(modality: Modality, chunk: list[tuple[Path, str, tuple]],
                            status=status, rows=n, problems=len(problems),
                            size_bytes=size, batch_id=batch_id, ingested_at=at, mtime_ns=mtime))
 
-    buffer.flush()
+    batches = buffer.take()
+    writer.submit(lambda: _finish_chunk(buffer, batches, quarantine, ledger))
+
+
+def _finish_chunk(buffer: _Buffer, batches: list, quarantine: list[dict], ledger: list[dict]) -> None:
+    """A chunk's last rows, its quarantine entries, and then its log (one writer job)."""
+    buffer.write(batches)
     if quarantine:
         lake.merge(QUARANTINE, _dedupe(pa.Table.from_pylist(quarantine, QUARANTINE_SCHEMA),
                                        ["source_uri", "source_sha256"], None),
