@@ -42,15 +42,17 @@ import os
 import signal
 import threading
 from collections import deque
-from concurrent.futures import Future, ThreadPoolExecutor
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from itertools import groupby
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+from deltalake import WriterProperties
 
 from medlake import lake
 
@@ -103,6 +105,7 @@ class TableSpec:
     update_when: str | None = None  # when a newer row replaces the stored one
     description: str = ""
     partition_by: list[str] | None = None
+    writer_properties: WriterProperties | None = None  # Parquet encoding; delta-rs's default if None
 
 
 @dataclass
@@ -339,12 +342,11 @@ class _Buffer:
         self.specs = {spec.name: spec for spec in modality.tables}
         self.summary = summary
         self.writer = writer
-        self.tables: dict[str, list[tuple[str, pa.Table]]] = {name: [] for name in self.specs}
+        self.tables: dict[str, list[tuple[str, list[dict] | _Stamped]]] = {name: [] for name in self.specs}
         self.size = 0
         self.flushed: set[str] = set()  # files with rows already handed to the writer
 
     def add(self, table: str, rows: list[dict] | pa.Table, digest: str, provenance: dict) -> int:
-        spec = self.specs[table]
         if not isinstance(rows, pa.Table):
             # Dict rows wait as dicts and become Arrow in one go at the flush: converting
             # one file's row at a time cost more than parsing it.
@@ -353,13 +355,7 @@ class _Buffer:
             self.tables[table].append((digest, rows))
             self.size += len(rows)
             return len(rows)
-        for name, value in provenance.items():
-            column = pa.repeat(pa.scalar(value, spec.schema.field(name).type), rows.num_rows)
-            if name in rows.column_names:
-                rows = rows.set_column(rows.column_names.index(name), name, column)
-            else:
-                rows = rows.append_column(name, column)
-        self.tables[table].append((digest, rows.select(spec.schema.names).cast(spec.schema)))
+        self.tables[table].append((digest, _Stamped(rows, provenance)))
         self.size += rows.num_rows
         return rows.num_rows
 
@@ -390,9 +386,10 @@ class _Buffer:
         self.size = sum(len(t) for pending in self.tables.values() for _, t in pending)
         return batches
 
-    def flush(self, but: str | None = None) -> None:
-        """MERGE the buffered rows, except those of file `but` when given, on the writer."""
-        batches = self.take(but)
+    def flush(self, last: str | None = None) -> None:
+        """MERGE the buffered rows on the writer, those of file `last` after all others'
+        (module docstring), in one job so that parsing goes on meanwhile."""
+        batches = self.take(but=last) + self.take()
         if batches:
             self.writer.submit(lambda: self.write(batches))
 
@@ -404,25 +401,50 @@ class _Buffer:
             # Appended when none of the keys is stored yet (a new file's rows, the usual
             # case), MERGEd otherwise, e.g. over the rows a killed run left. Bronze has one
             # writer at a time (the lake_bronze pool).
-            result = lake.merge(spec.name, rows, spec.keys, spec.update_when, sole_writer=True)
+            result = lake.merge(spec.name, rows, spec.keys, spec.update_when, sole_writer=True,
+                                writer_properties=spec.writer_properties)
             self.summary.rows[spec.name] = (self.summary.rows.get(spec.name, 0)
                                             + result.inserted + result.updated)
 
 
-def _concat(schema: pa.Schema, parts: list[list[dict] | pa.Table]) -> pa.Table:
-    """Buffered parts as one table, in arrival order; runs of dict rows convert at once."""
-    tables, run = [], []
-    for part in parts:
-        if isinstance(part, pa.Table):
-            if run:
-                tables.append(to_table(run, schema))
-                run = []
-            tables.append(part)
-        else:
-            run.extend(part)
-    if run:
-        tables.append(to_table(run, schema))
+@dataclass
+class _Stamped:
+    """A file's Arrow rows, and the provenance its rows get at the flush, for all files
+    at once: made file by file, those Arrow calls cost more than parsing a small file."""
+    rows: pa.Table
+    provenance: dict
+
+    def __len__(self) -> int:
+        return self.rows.num_rows
+
+
+def _concat(schema: pa.Schema, parts: list[list[dict] | _Stamped]) -> pa.Table:
+    """Buffered parts as one table, in arrival order; runs of dict rows convert at once,
+    runs of Arrow rows are stamped at once."""
+    tables = []
+    for stamped, run in groupby(parts, key=lambda part: isinstance(part, _Stamped)):
+        run = list(run)
+        tables.append(_with_provenance(schema, run) if stamped else
+                      to_table([row for part in run for row in part], schema))
     return pa.concat_tables(tables) if tables else schema.empty_table()
+
+
+def _with_provenance(schema: pa.Schema, parts: list[_Stamped]) -> pa.Table:
+    """Files' Arrow rows as one table in `schema`, each row with its own file's provenance
+    columns (replacing any the parser filled)."""
+    names = list(parts[0].provenance)
+    rows = pa.concat_tables([_without(part.rows, names) for part in parts],
+                            promote_options="permissive")
+    owner = pa.array(np.repeat(np.arange(len(parts)), [len(part) for part in parts]))
+    for name in names:
+        values = pa.array([part.provenance[name] for part in parts], schema.field(name).type)
+        rows = rows.append_column(name, values.take(owner))
+    return rows.select(schema.names).cast(schema)
+
+
+def _without(rows: pa.Table, names: list[str]) -> pa.Table:
+    present = [n for n in names if n in rows.column_names]
+    return rows.drop_columns(present) if present else rows
 
 
 def _timed_out(signum, frame):
@@ -576,8 +598,7 @@ def _ingest_chunk(modality: Modality, chunk: list[tuple[Path, str, tuple]],
             for table, table_rows in parsed.rows.items():
                 n += buffer.add(table, table_rows, digest, provenance)
             if buffer.size >= (modality.flush_rows or FLUSH_ROWS):
-                buffer.flush(but=digest)  # earlier files first (module docstring)
-                buffer.flush()
+                buffer.flush(last=digest)
         if fatal:
             buffer.discard(digest)
             n = 0
