@@ -250,9 +250,9 @@ def _gc_paused() -> Iterator[None]:
 
 def parse(path: Path) -> Parsed | Iterator[Parsed]:
     """A file's rows: a Bundle or resource whole, bulk NDJSON in pieces of NDJSON_LINES
-    lines, so that the engine writes one piece while the next is parsed and a large
-    export never sits in memory as rows all at once. (The engine's time bound then
-    covers reading the file; orjson's time per line is linear, it cannot hang.)"""
+    lines, so that a large export never sits in memory as rows all at once: the engine
+    writes what it has buffered every FLUSH_ROWS rows, while the rest is parsed. (Its
+    time bound then covers reading the file; orjson's time per line is linear.)"""
     try:
         text = _open(path)
     except (OSError, EOFError, gzip.BadGzipFile) as e:
@@ -313,7 +313,4 @@ FHIR = Modality(
     patterns=["**/*.json", "**/*.ndjson", "**/*.json.gz", "**/*.ndjson.gz"],
     tables=[FHIR_RESOURCES],
     parse=parse,
-    # Written every ~10 MB of JSON (or at the end of a chunk): each write overlaps the
-    # parse of what follows, and only the last one of a run is waited for.
-    flush_rows=10_000,
 )
