@@ -196,6 +196,13 @@ def _ensure(table: str, schema: pa.Schema, partition_by: list[str] | None = None
         dt.alter.add_columns([Field.from_arrow(f) for f in missing])
 
 
+def _ensure_tables(modality: Modality) -> None:
+    for spec in modality.tables:
+        _ensure(spec.name, spec.schema, spec.partition_by)
+    lake.ensure(QUARANTINE, QUARANTINE_SCHEMA)
+    _ensure(INGEST_LOG, LOG_SCHEMA)
+
+
 def to_table(rows: list[dict], schema: pa.Schema) -> pa.Table:
     """Rows → Arrow, column by column: several times faster than `Table.from_pylist`,
     which dominated FHIR ingestion (timestamps above all)."""
@@ -243,10 +250,9 @@ def ingest(modality: Modality, root: Path, batch_id: str, *, chunk_files: int | 
             _Writer() as writer:
         if len(todo) >= POOL_MIN_FILES:
             parser.start()  # workers start up while the tables are opened
-        for spec in modality.tables:
-            _ensure(spec.name, spec.schema, spec.partition_by)
-        lake.ensure(QUARANTINE, QUARANTINE_SCHEMA)
-        _ensure(INGEST_LOG, LOG_SCHEMA)
+        # The writer's first job, done while the first files are parsed (creating the
+        # tables of a new lake is three commits).
+        writer.submit(lambda: _ensure_tables(modality))
 
         chunk_files = chunk_files or modality.chunk_files
         chunk, parsed = [], []
