@@ -23,6 +23,11 @@ file already logged with the same path, size and modification time is skipped wi
 being read again; any other file is hashed where it is parsed (on the pool: in the
 worker), and skipped if its bytes were ingested before.
 
+The Delta writes run on one background thread (`_Writer`), in the order they were
+handed over and one at a time, while this thread parses on: a chunk's rows, quarantine
+entries and log are one job, in that order, and a failed job stops the run before any
+later one, so the log is still written last.
+
 A MERGE is only needed where a key is already stored: a flush whose keys the table does
 not hold yet is appended instead (much cheaper for a large new file), which is safe
 because bronze has one writer at a time (its Dagster pool). A run killed mid-file leaves
@@ -34,11 +39,6 @@ from the file's earlier pieces (`Parsed.distinct`). A flush holding only such ro
 file then skips the duplicate-key check, and its probe for stored keys reads only the
 files the table had before that file's first rows: while a file's rows have only been
 appended, those are all the rows that can share its keys.
-
-Flushes run on a background thread, in order and one at a time, so a Delta write
-(which releases the GIL) overlaps parsing the next piece. The thread is joined before
-a failed file's rows are deleted and before the log is written, so the order of
-writes, and with it everything above, is as if they ran inline.
 """
 from __future__ import annotations
 
@@ -49,13 +49,16 @@ import signal
 import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from itertools import groupby
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+from deltalake import WriterProperties
 
 from medlake import lake
 
@@ -111,6 +114,7 @@ class TableSpec:
     update_when: str | None = None  # when a newer row replaces the stored one
     description: str = ""
     partition_by: list[str] | None = None
+    writer_properties: WriterProperties | None = None  # Parquet encoding; delta-rs's default if None
 
 
 @dataclass
@@ -201,6 +205,13 @@ def _ensure(table: str, schema: pa.Schema, partition_by: list[str] | None = None
         dt.alter.add_columns([Field.from_arrow(f) for f in missing])
 
 
+def _ensure_tables(modality: Modality) -> None:
+    for spec in modality.tables:
+        _ensure(spec.name, spec.schema, spec.partition_by)
+    lake.ensure(QUARANTINE, QUARANTINE_SCHEMA)
+    _ensure(INGEST_LOG, LOG_SCHEMA)
+
+
 def to_table(rows: list[dict], schema: pa.Schema) -> pa.Table:
     """Rows → Arrow, column by column: several times faster than `Table.from_pylist`,
     which dominated FHIR ingestion (timestamps above all)."""
@@ -244,13 +255,13 @@ def ingest(modality: Modality, root: Path, batch_id: str, *, chunk_files: int | 
         else:
             todo.append((path, stamp))
     workers = 1 if modality.streams else (workers or os.cpu_count() or 1)
-    with _Parser(modality.parse, workers, timeout_s, modality.parse_head) as parser:
+    with _Parser(modality.parse, workers, timeout_s, modality.parse_head) as parser, \
+            _Writer() as writer:
         if len(todo) >= POOL_MIN_FILES:
             parser.start()  # workers start up while the tables are opened
-        for spec in modality.tables:
-            _ensure(spec.name, spec.schema, spec.partition_by)
-        lake.ensure(QUARANTINE, QUARANTINE_SCHEMA)
-        _ensure(INGEST_LOG, LOG_SCHEMA)
+        # The writer's first job, done while the first files are parsed (creating the
+        # tables of a new lake is three commits).
+        writer.submit(lambda: _ensure_tables(modality))
 
         chunk_files = chunk_files or modality.chunk_files
         chunk, parsed = [], []
@@ -264,7 +275,7 @@ def ingest(modality: Modality, root: Path, batch_id: str, *, chunk_files: int | 
                 chunk.append((path, digest, stamp))
                 parsed.append(pieces)
             if len(chunk) == chunk_files or (seen == len(todo) and chunk):
-                _ingest_chunk(modality, chunk, parsed, batch_id, summary)
+                _ingest_chunk(modality, chunk, parsed, batch_id, summary, writer)
                 chunk, parsed = [], []
             if progress and (seen % chunk_files == 0 or seen == len(todo)):
                 progress(seen, len(todo))
@@ -304,54 +315,57 @@ def _pieces(parse: Callable, path: Path, timeout_s: float) -> Iterator[Parsed]:
 
 
 class _Writer:
-    """Runs flushes on a background thread, one at a time and in the order given. `submit`
-    first waits for the flush in flight, so memory holds at most the rows being written
-    plus those being buffered. A flush's error (even KeyboardInterrupt) is raised in the
-    caller at its next `submit` or `wait`."""
+    """Runs the Delta writes on one background thread, one at a time and in the order
+    they were handed over, while the caller parses the next files: delta-rs encodes and
+    commits Parquet without holding the GIL, so on two cores the write of one chunk
+    overlaps the parse of the next. A job waits for the one before it, so at most one
+    write is in flight (memory: its rows, plus the buffer being filled), and a job
+    that fails stops the run at the next hand-over, before any later job runs: a
+    chunk's ingest log is written in the same job as, and after, its rows."""
 
     def __init__(self):
-        self.thread: threading.Thread | None = None
-        self.error: BaseException | None = None
+        self.pool = ThreadPoolExecutor(1, thread_name_prefix="bronze-writer")
+        self.pending: Future | None = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, *exc):
+        try:
+            if exc_type is None:
+                self.wait()
+            elif self.pending is not None:
+                self.pending.exception()  # let it finish; the caller's error wins
+        finally:
+            self.pool.shutdown()
 
     def submit(self, job: Callable[[], None]) -> None:
         self.wait()
-        self.thread = threading.Thread(target=self._run, args=(job,), name="medlake-flush", daemon=True)
-        self.thread.start()
-
-    def _run(self, job: Callable[[], None]) -> None:
-        try:
-            job()
-        except BaseException as e:  # handed to the caller
-            self.error = e
+        self.pending = self.pool.submit(job)
 
     def wait(self) -> None:
-        """Until the flush in flight is done; raises its error."""
-        if self.thread is not None:
-            self.thread.join()
-            self.thread = None
-        if self.error is not None:
-            error, self.error = self.error, None
-            raise error
+        """Block until the write in flight is done; raise its error here."""
+        pending, self.pending = self.pending, None
+        if pending is not None:
+            pending.result()
 
 
 class _Buffer:
     """Rows waiting for a MERGE, per table, tagged with the file they came from."""
 
-    def __init__(self, modality: Modality, summary: IngestSummary):
+    def __init__(self, modality: Modality, summary: IngestSummary, writer: _Writer):
         self.specs = {spec.name: spec for spec in modality.tables}
         self.summary = summary
+        self.writer = writer
         # table -> [(file digest, rows, keys vouched distinct)]
-        self.tables: dict[str, list[tuple[str, list[dict] | pa.Table, bool]]] = {
+        self.tables: dict[str, list[tuple[str, list[dict] | _Stamped, bool]]] = {
             name: [] for name in self.specs}
-        # The provenance columns of the file last added: (value, type) -> array
-        self.constants: dict[tuple, pa.Array] = {}
-        self.constants_of: str | None = None
         self.size = 0
-        self.flushed: set[str] = set()  # files with rows handed to the writer
+        self.flushed: set[str] = set()  # files with rows already handed to the writer
         # (table, file) -> the table's files before that file's first rows, while all of
-        # them were appended (None once some were MERGEd or flushed with another file's)
+        # them were appended (None once some were MERGEd or written with another file's).
+        # Only the writer thread touches it.
         self.before: dict[tuple[str, str], list[str] | None] = {}
-        self.writer = _Writer()
 
     def add(self, table: str, rows: list[dict] | pa.Table, digest: str, provenance: dict,
             distinct: bool = False) -> int:
@@ -363,106 +377,119 @@ class _Buffer:
             self.tables[table].append((digest, rows, distinct))
             self.size += len(rows)
             return len(rows)
-        schema = self.specs[table].schema
-        for name, value in provenance.items():
-            column = self._constant(digest, value, schema.field(name).type, rows.num_rows)
-            if name in rows.column_names:
-                rows = rows.set_column(rows.column_names.index(name), name, column)
-            else:
-                rows = rows.append_column(name, column)
-        rows = rows.select(schema.names)
-        self.tables[table].append((digest, rows if rows.schema.equals(schema) else rows.cast(schema), distinct))
+        self.tables[table].append((digest, _Stamped(rows, provenance), distinct))
         self.size += rows.num_rows
         return rows.num_rows
 
-    def _constant(self, digest: str, value, kind: pa.DataType, n: int) -> pa.Array:
-        """`value` n times: a slice of one array per value of the file (grown as needed),
-        so the provenance columns of a file's many pieces are not copied for each."""
-        if self.constants_of != digest:
-            self.constants, self.constants_of = {}, digest
-        column = self.constants.get((value, kind))
-        if column is None or len(column) < n:
-            column = pa.repeat(pa.scalar(value, kind), max(n, 2 * len(column or ())))
-            self.constants[(value, kind)] = column
-        return column.slice(0, n)
-
     def discard(self, digest: str) -> None:
-        """Forget a file's rows: drop the buffered ones, delete the merged ones."""
-        self.writer.wait()
+        """Forget a file's rows: drop the buffered ones, delete the merged ones (after
+        the writes in flight, which may be the ones that stored them)."""
         for name, pending in self.tables.items():
             self.tables[name] = [p for p in pending if p[0] != digest]
         self.size = sum(len(p[1]) for pending in self.tables.values() for p in pending)
         if digest in self.flushed:
-            for name in self.tables:
-                deleted = lake.delete(name, f"source_sha256 = '{digest}'")
-                self.summary.rows[name] = self.summary.rows.get(name, 0) - deleted
+            self.writer.submit(lambda: self._delete(digest))
 
-    def flush(self, but: str | None = None) -> None:
-        """Hand the buffered rows to the writer, except those of file `but` when given."""
-        jobs = []
+    def _delete(self, digest: str) -> None:
+        for name in self.tables:
+            deleted = lake.delete(name, f"source_sha256 = '{digest}'")
+            self.summary.rows[name] = self.summary.rows.get(name, 0) - deleted
+
+    def take(self, but: str | None = None) -> list[tuple[TableSpec, list]]:
+        """The buffered rows, per table, except those of file `but` when given; they are
+        the caller's to `write` now."""
+        batches = []
         for name, pending in self.tables.items():
             now_, later = [p for p in pending if p[0] != but], [p for p in pending if p[0] == but]
             self.tables[name] = later
             if now_:
-                jobs.append((name, now_))
+                batches.append((self.specs[name], now_))
                 self.flushed.update(p[0] for p in now_)
         self.size = sum(len(p[1]) for pending in self.tables.values() for p in pending)
-        if jobs:
-            self.writer.submit(lambda: self._write(jobs))
+        return batches
 
-    def __enter__(self):
-        return self
+    def flush(self, last: str | None = None) -> None:
+        """MERGE the buffered rows on the writer, those of file `last` after all others'
+        (module docstring), in one job so that parsing goes on meanwhile."""
+        batches = self.take(but=last) + self.take()
+        if batches:
+            self.writer.submit(lambda: self.write(batches))
 
-    def __exit__(self, failed, *_) -> None:
-        try:
-            self.writer.wait()
-        except BaseException:
-            if failed is None:  # else the run's own error is the one to raise
-                raise
-
-    def _write(self, jobs: list[tuple[str, list]]) -> None:
-        """MERGE each table's rows (on the writer thread)."""
-        for name, parts in jobs:
-            spec = self.specs[name]
-            rows = _concat(spec.schema, [rows for _, rows, _ in parts])
-            digests = {p[0] for p in parts}
-            digest = next(iter(digests)) if len(digests) == 1 else None
-            if digest is None:
-                for d in digests:
-                    self.before[(name, d)] = None
-            elif (name, digest) not in self.before:  # the file's first rows in this table
-                dt = lake.open_table(name)
-                self.before[(name, digest)] = dt.file_uris() if dt is not None else []
-            stored = None  # the files that can hold these keys: all, unless vouched
-            if digest is not None and all(p[2] for p in parts):
-                stored = self.before[(name, digest)]
-            else:
+    def write(self, batches: list[tuple[TableSpec, list]]) -> None:
+        """MERGE rows `take`n from the buffer (on the writer thread)."""
+        for spec, parts in batches:
+            rows = _concat(spec.schema, [p[1] for p in parts])
+            stored = self._stored(spec.name, parts)
+            if stored is None:  # keys not vouched for: one row per key, as MERGE needs
                 order = "last_updated" if "last_updated" in spec.schema.names else None
                 rows = _dedupe(rows, spec.keys, order)
             # Appended when none of the keys is stored yet (a new file's rows, the usual
             # case), MERGEd otherwise, e.g. over the rows a killed run left. Bronze has one
             # writer at a time (the lake_bronze pool).
-            result = lake.merge(name, rows, spec.keys, spec.update_when, sole_writer=True,
-                                stored_files=stored)
-            if digest is not None and not result.appended:
-                self.before[(name, digest)] = None
-            self.summary.rows[name] = self.summary.rows.get(name, 0) + result.inserted + result.updated
+            result = lake.merge(spec.name, rows, spec.keys, spec.update_when, sole_writer=True,
+                                stored_files=stored, writer_properties=spec.writer_properties)
+            digests = {p[0] for p in parts}
+            if not result.appended:
+                for d in digests:
+                    self.before[(spec.name, d)] = None
+            self.summary.rows[spec.name] = (self.summary.rows.get(spec.name, 0)
+                                            + result.inserted + result.updated)
+
+    def _stored(self, table: str, parts: list) -> list[str] | None:
+        """The table's files that can hold these rows' keys when the parser vouched for
+        them (rows of one file, all vouched): those from before the file's first rows,
+        while the file has only been appended. None: all files, and the keys need
+        checking."""
+        digests = {p[0] for p in parts}
+        if len(digests) != 1:
+            for d in digests:
+                self.before[(table, d)] = None
+            return None
+        digest = digests.pop()
+        if (table, digest) not in self.before:  # the file's first rows in this table
+            dt = lake.open_table(table)
+            self.before[(table, digest)] = dt.file_uris() if dt is not None else []
+        return self.before[(table, digest)] if all(p[2] for p in parts) else None
 
 
-def _concat(schema: pa.Schema, parts: list[list[dict] | pa.Table]) -> pa.Table:
-    """Buffered parts as one table, in arrival order; runs of dict rows convert at once."""
-    tables, run = [], []
-    for part in parts:
-        if isinstance(part, pa.Table):
-            if run:
-                tables.append(to_table(run, schema))
-                run = []
-            tables.append(part)
-        else:
-            run.extend(part)
-    if run:
-        tables.append(to_table(run, schema))
+@dataclass
+class _Stamped:
+    """A file's Arrow rows, and the provenance its rows get at the flush, for all files
+    at once: made file by file, those Arrow calls cost more than parsing a small file."""
+    rows: pa.Table
+    provenance: dict
+
+    def __len__(self) -> int:
+        return self.rows.num_rows
+
+
+def _concat(schema: pa.Schema, parts: list[list[dict] | _Stamped]) -> pa.Table:
+    """Buffered parts as one table, in arrival order; runs of dict rows convert at once,
+    runs of Arrow rows are stamped at once."""
+    tables = []
+    for stamped, run in groupby(parts, key=lambda part: isinstance(part, _Stamped)):
+        run = list(run)
+        tables.append(_with_provenance(schema, run) if stamped else
+                      to_table([row for part in run for row in part], schema))
     return pa.concat_tables(tables) if tables else schema.empty_table()
+
+
+def _with_provenance(schema: pa.Schema, parts: list[_Stamped]) -> pa.Table:
+    """Files' Arrow rows as one table in `schema`, each row with its own file's provenance
+    columns (replacing any the parser filled)."""
+    names = list(parts[0].provenance)
+    rows = pa.concat_tables([_without(part.rows, names) for part in parts],
+                            promote_options="permissive")
+    owner = pa.array(np.repeat(np.arange(len(parts)), [len(part) for part in parts]))
+    for name in names:
+        values = pa.array([part.provenance[name] for part in parts], schema.field(name).type)
+        rows = rows.append_column(name, values.take(owner))
+    return rows.select(schema.names).cast(schema)
+
+
+def _without(rows: pa.Table, names: list[str]) -> pa.Table:
+    present = [n for n in names if n in rows.column_names]
+    return rows.drop_columns(present) if present else rows
 
 
 def _timed_out(signum, frame):
@@ -596,46 +623,51 @@ class _Parser:
 
 
 def _ingest_chunk(modality: Modality, chunk: list[tuple[Path, str, tuple]],
-                  results: list[Iterable[Parsed]], batch_id: str, summary: IngestSummary) -> None:
-    """Write one chunk of files: `results` holds each file's parse, as pieces."""
+                  results: list[Iterable[Parsed]], batch_id: str, summary: IngestSummary,
+                  writer: _Writer) -> None:
+    """Parse one chunk of files and hand its writes to `writer`: `results` holds each
+    file's parse, as pieces."""
     at = now()
+    buffer = _Buffer(modality, summary, writer)
     quarantine, ledger = [], []
-    # Leaving the block waits for the flush in flight: every row is written before the
-    # quarantine and the log, and no write outlives a failed run.
-    with _Buffer(modality, summary) as buffer:
-        for (path, digest, (uri, size, mtime)), pieces in zip(chunk, results):
-            status = None
-            provenance = dict(source_uri=uri, source_sha256=digest, batch_id=batch_id, ingested_at=at)
-            n, problems, fatal = 0, [], False
-            for parsed in pieces:
-                status = status or parsed.status
-                problems += parsed.problems
-                if parsed.fatal:
-                    fatal = True
-                    break
-                for table, table_rows in parsed.rows.items():
-                    n += buffer.add(table, table_rows, digest, provenance, table in parsed.distinct)
-                if buffer.size >= (modality.flush_rows or FLUSH_ROWS):
-                    buffer.flush(but=digest)  # earlier files first (module docstring)
-                    buffer.flush()
-            if fatal:
-                buffer.discard(digest)
-                n = 0
-            for p in problems:
-                quarantine.append(dict(source_uri=uri + p.where, source_sha256=digest,
-                                       modality=modality.name, error=p.error, detected_at=at,
-                                       batch_id=batch_id))
-            summary.problems += len(problems)
-            status = "quarantined" if fatal else (status or ("partial" if problems else "ingested"))
-            if fatal:
-                summary.files_quarantined += 1
-            else:
-                summary.files_ingested += 1
-            ledger.append(dict(source_uri=uri, source_sha256=digest, modality=modality.name,
-                               status=status, rows=n, problems=len(problems),
-                               size_bytes=size, batch_id=batch_id, ingested_at=at, mtime_ns=mtime))
+    for (path, digest, (uri, size, mtime)), pieces in zip(chunk, results):
+        status = None
+        provenance = dict(source_uri=uri, source_sha256=digest, batch_id=batch_id, ingested_at=at)
+        n, problems, fatal = 0, [], False
+        for parsed in pieces:
+            status = status or parsed.status
+            problems += parsed.problems
+            if parsed.fatal:
+                fatal = True
+                break
+            for table, table_rows in parsed.rows.items():
+                n += buffer.add(table, table_rows, digest, provenance, table in parsed.distinct)
+            if buffer.size >= (modality.flush_rows or FLUSH_ROWS):
+                buffer.flush(last=digest)
+        if fatal:
+            buffer.discard(digest)
+            n = 0
+        for p in problems:
+            quarantine.append(dict(source_uri=uri + p.where, source_sha256=digest,
+                                   modality=modality.name, error=p.error, detected_at=at,
+                                   batch_id=batch_id))
+        summary.problems += len(problems)
+        status = "quarantined" if fatal else (status or ("partial" if problems else "ingested"))
+        if fatal:
+            summary.files_quarantined += 1
+        else:
+            summary.files_ingested += 1
+        ledger.append(dict(source_uri=uri, source_sha256=digest, modality=modality.name,
+                           status=status, rows=n, problems=len(problems),
+                           size_bytes=size, batch_id=batch_id, ingested_at=at, mtime_ns=mtime))
 
-        buffer.flush()
+    batches = buffer.take()
+    writer.submit(lambda: _finish_chunk(buffer, batches, quarantine, ledger))
+
+
+def _finish_chunk(buffer: _Buffer, batches: list, quarantine: list[dict], ledger: list[dict]) -> None:
+    """A chunk's last rows, its quarantine entries, and then its log (one writer job)."""
+    buffer.write(batches)
     if quarantine:
         lake.merge(QUARANTINE, _dedupe(pa.Table.from_pylist(quarantine, QUARANTINE_SCHEMA),
                                        ["source_uri", "source_sha256"], None),

@@ -6,6 +6,7 @@ Writes are MERGEs on natural keys, so re-running on the same input commits nothi
 """
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,7 +14,7 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
-from deltalake import CommitProperties, DeltaTable, write_deltalake
+from deltalake import CommitProperties, DeltaTable, WriterProperties, write_deltalake
 from deltalake.exceptions import CommitFailedError, TableNotFoundError
 
 from medlake.config import get_settings
@@ -130,7 +131,8 @@ class WriteResult:
 
 def merge(table: str, data: pa.Table, keys: list[str], update_when: str | None = None,
           retries: int = 5, *, sole_writer: bool = False,
-          stored_files: list[str] | None = None) -> WriteResult:
+          stored_files: list[str] | None = None,
+          writer_properties: WriterProperties | None = None) -> WriteResult:
     """Upsert `data` on `keys`. Rows that match and satisfy `update_when` (SQL over
     `s` source and `t` target) replace the target row; new keys are inserted.
 
@@ -144,6 +146,9 @@ def merge(table: str, data: pa.Table, keys: list[str], update_when: str | None =
     both commit, since Delta sees no conflict between appends: hence the guarantee.
     `stored_files`: the table's files that can hold any of `data`'s keys, when the caller
     knows the others cannot (default: all); only these are probed.
+
+    `writer_properties`: how the new Parquet files are encoded (codec, dictionaries);
+    delta-rs's defaults when not given.
     """
     dt = ensure(table, data.schema)
     if data.num_rows == 0:
@@ -151,14 +156,15 @@ def merge(table: str, data: pa.Table, keys: list[str], update_when: str | None =
     if sole_writer and not _holds_any(dt, data, keys, stored_files):
         # Keys are unique in `data` (callers dedupe), as a MERGE requires too. A run
         # killed after the append is re-run through a MERGE: its keys are then stored.
-        write_deltalake(dt, data, mode="append")
+        write_deltalake(dt, data, mode="append", writer_properties=writer_properties)
         return WriteResult(table, dt.version(), data.num_rows, appended=True)
     on = " AND ".join(f't."{k}" = s."{k}"' for k in keys)
     for attempt in range(retries):
         try:
             # Not streamed: delta-rs then derives partition and file pruning from the
             # source's values, so a MERGE reads only the target files its keys can be in.
-            m = dt.merge(data, predicate=on, source_alias="s", target_alias="t", streamed_exec=False)
+            m = dt.merge(data, predicate=on, source_alias="s", target_alias="t", streamed_exec=False,
+                         writer_properties=writer_properties)
             if update_when:
                 m = m.when_matched_update_all(predicate=update_when)
             metrics = m.when_not_matched_insert_all().execute()
@@ -171,6 +177,22 @@ def merge(table: str, data: pa.Table, keys: list[str], update_when: str | None =
             time.sleep(0.2 * 2 ** attempt)
             dt = DeltaTable(uri(table))
     raise AssertionError("unreachable")
+
+
+_probe_lock = threading.Lock()
+_probe_db: duckdb.DuckDBPyConnection | None = None
+
+
+def _probe_connection() -> duckdb.DuckDBPyConnection:
+    """A fresh connection to one in-process DuckDB database kept for key probes: opening
+    a database costs ~40 ms of CPU, more than the probe itself, while a connection to an
+    open one costs next to nothing. What a connection registers is its own, and goes
+    when it is closed; connections may be used from different threads."""
+    global _probe_db
+    with _probe_lock:
+        if _probe_db is None:
+            _probe_db = duckdb.connect()
+        return _probe_db.cursor()
 
 
 def _holds_any(dt: DeltaTable, data: pa.Table, keys: list[str],
@@ -186,7 +208,7 @@ def _holds_any(dt: DeltaTable, data: pa.Table, keys: list[str],
         f'"{c}" IN (' + ", ".join(_literal(v) for v in pc.unique(data.column(c)).to_pylist()) + ")"
         for c in parts) or "true"
     using = ", ".join(f'"{k}"' for k in keys)
-    con = duckdb.connect()
+    con = _probe_connection()
     try:
         con.register("s", data.select(keys))
         return bool(con.execute(f"SELECT 1 FROM (SELECT {using} FROM {scan_sql(dt, files)} WHERE {where}) "

@@ -80,6 +80,34 @@ def test_ndjson_bad_line_quarantines_only_that_line(home, tmp_path):
     assert q[0]["source_uri"].endswith("#line=2") and "not valid JSON" in q[0]["error"]
 
 
+def test_ndjson_in_pieces_written_while_parsing_lands_whole_and_once(home, tmp_path, monkeypatch):
+    """A bulk file read in pieces of two lines and written every three rows, on the
+    background writer while the next pieces are parsed: every resource lands once, a bad
+    line keeps its line number in the file, and a repeated resource keeps the newer copy."""
+    import assets.ehr.fhir as fhir
+
+    monkeypatch.setattr(fhir, "NDJSON_LINES", 2)
+    monkeypatch.setattr(FHIR, "flush_rows", 3)
+    lines = [orjson.dumps({"resourceType": "Observation", "id": f"o{i}",
+                           "subject": {"reference": "Patient/p1"}}).decode() for i in range(9)]
+    lines[6] = '{"resourceType":"Observation",'  # line 7
+    lines.append(orjson.dumps({"resourceType": "Observation", "id": "o1", "status": "amended",
+                               "meta": {"lastUpdated": "2024-01-01T00:00:00Z"}}).decode())
+    d = tmp_path / "bulk"
+    d.mkdir()
+    (d / "Observation.ndjson").write_text("\n".join(lines) + "\n")
+    s = ingest(FHIR, d, "b")
+    assert s.files_ingested == 1 and s.problems == 1
+    rows = lake.read("bronze.fhir_resources", "SELECT resource_id, patient_ref, resource FROM t").to_pylist()
+    assert sorted(r["resource_id"] for r in rows) == [f"o{i}" for i in range(9) if i != 6]
+    assert json.loads(next(r for r in rows if r["resource_id"] == "o1")["resource"])["status"] == "amended"
+    assert lake.version("bronze.fhir_resources") >= 3  # several writes, not one at the end
+    q = lake.read("bronze.quarantine").to_pylist()
+    assert [r["source_uri"].rsplit("#", 1)[1] for r in q] == ["line=7"]
+    v = lake.version("bronze.fhir_resources")
+    assert ingest(FHIR, d, "again").files_skipped == 1 and lake.version("bronze.fhir_resources") == v
+
+
 def test_newer_resource_replaces_older_but_not_the_reverse(home, tmp_path):
     def drop(name, updated, status):
         d = tmp_path / name
