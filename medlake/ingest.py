@@ -419,7 +419,8 @@ class _Buffer:
         """MERGE rows `take`n from the buffer (on the writer thread)."""
         for spec, parts in batches:
             rows = _concat(spec.schema, [p[1] for p in parts])
-            stored = self._stored(spec.name, parts)
+            digests = {p[0] for p in parts}
+            stored = self._stored(spec.name, digests, all(p[2] for p in parts))
             if stored is None:  # keys not vouched for: one row per key, as MERGE needs
                 order = "last_updated" if "last_updated" in spec.schema.names else None
                 rows = _dedupe(rows, spec.keys, order)
@@ -428,28 +429,26 @@ class _Buffer:
             # writer at a time (the lake_bronze pool).
             result = lake.merge(spec.name, rows, spec.keys, spec.update_when, sole_writer=True,
                                 stored_files=stored, writer_properties=spec.writer_properties)
-            digests = {p[0] for p in parts}
             if not result.appended:
                 for d in digests:
                     self.before[(spec.name, d)] = None
             self.summary.rows[spec.name] = (self.summary.rows.get(spec.name, 0)
                                             + result.inserted + result.updated)
 
-    def _stored(self, table: str, parts: list) -> list[str] | None:
-        """The table's files that can hold these rows' keys when the parser vouched for
-        them (rows of one file, all vouched): those from before the file's first rows,
-        while the file has only been appended. None: all files, and the keys need
-        checking."""
-        digests = {p[0] for p in parts}
+    def _stored(self, table: str, digests: set[str], vouched: bool) -> list[str] | None:
+        """The table's files that can hold the keys of rows from files `digests` when the
+        parser vouched for them all (`vouched`) and they come from one file: those from
+        before the file's first rows, while the file has only been appended. None: all
+        files, and the keys need checking."""
         if len(digests) != 1:
             for d in digests:
                 self.before[(table, d)] = None
             return None
-        digest = digests.pop()
+        (digest,) = digests
         if (table, digest) not in self.before:  # the file's first rows in this table
             dt = lake.open_table(table)
             self.before[(table, digest)] = dt.file_uris() if dt is not None else []
-        return self.before[(table, digest)] if all(p[2] for p in parts) else None
+        return self.before[(table, digest)] if vouched else None
 
 
 @dataclass

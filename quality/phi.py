@@ -117,19 +117,17 @@ def load_identifiers(con: duckdb.DuckDBPyConnection) -> int:
     con.execute(f"""
         CREATE OR REPLACE TABLE phi AS
         WITH raw AS ({' UNION ALL '.join(f'({s})' for s in sources)}),
-        normed AS (
-            SELECT kind, {NORM.format(x='value')} AS norm,
-                   -- only a short name part is bound to its person (module docstring)
-                   CASE WHEN kind LIKE '%name%' AND length({NORM.format(x='value')}) <= 3
-                        THEN owner END AS owner
-            FROM raw WHERE value IS NOT NULL)
+        normed AS (SELECT kind, {NORM.format(x='value')} AS norm, owner
+                   FROM raw WHERE value IS NOT NULL),
+        -- only a short name part is bound to its person (module docstring)
+        bound AS (SELECT kind, norm, kind LIKE '%name%' AND length(norm) <= 3 AS short_name,
+                         owner FROM normed)
         SELECT DISTINCT kind, norm,
                -- The longest token is the rarest: the one the join keys on.
                (SELECT arg_max(t, length(t)) FROM unnest(string_split(norm, ' ')) AS u(t)) AS anchor,
-               owner
-        FROM normed
-        WHERE length(norm) >= {MIN_LENGTH}
-          AND (owner IS NOT NULL OR kind NOT LIKE '%name%' OR length(norm) > 3)""")
+               CASE WHEN short_name THEN owner END AS owner
+        FROM bound
+        WHERE length(norm) >= {MIN_LENGTH} AND (NOT short_name OR owner IS NOT NULL)""")
     return con.execute("SELECT count(*) FROM phi").fetchall()[0][0]
 
 
