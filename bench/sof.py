@@ -143,7 +143,7 @@ def load_bronze(patients: int) -> list[dict]:
         generate(Path(tmp) / "landing", patients=patients, seed=1)
         rows = []
         for f in sorted((Path(tmp) / "landing" / "fhir").glob("*.json")):
-            rows += parse(f).rows["bronze.fhir_resources"].to_pylist()
+            rows += parse(f).rows["bronze.fhir_resources"].table().to_pylist()
     return [{k: r[k] for k in ("resource_type", "resource_id", "resource")} for r in rows]
 
 

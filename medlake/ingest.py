@@ -94,10 +94,25 @@ class Problem:
     where: str = ""
 
 
+class Batch:
+    """Rows a parser keeps in a form of its own (columns as Python lists, say) until the
+    flush makes many files' worth Arrow in one go: made file by file, those Arrow calls
+    cost more than parsing a small file."""
+
+    def __len__(self) -> int:
+        raise NotImplementedError
+
+    @classmethod
+    def arrow(cls, batches: list["Batch"]) -> pa.Table:
+        """Several batches of this kind, in order, as one table."""
+        raise NotImplementedError
+
+
 @dataclass
 class Parsed:
-    # table -> rows, as dicts or as an Arrow table (provenance columns are added here)
-    rows: dict[str, list[dict] | pa.Table] = field(default_factory=dict)
+    # table -> rows, as dicts, an Arrow table or a parser's Batch (provenance columns are
+    # added here)
+    rows: dict[str, list[dict] | pa.Table | Batch] = field(default_factory=dict)
     problems: list[Problem] = field(default_factory=list)
     fatal: bool = False  # the whole file is unusable
     status: str | None = None  # the file's status in the log, when not data (a directory)
@@ -367,9 +382,9 @@ class _Buffer:
         # Only the writer thread touches it.
         self.before: dict[tuple[str, str], list[str] | None] = {}
 
-    def add(self, table: str, rows: list[dict] | pa.Table, digest: str, provenance: dict,
+    def add(self, table: str, rows: list[dict] | pa.Table | Batch, digest: str, provenance: dict,
             distinct: bool = False) -> int:
-        if not isinstance(rows, pa.Table):
+        if isinstance(rows, list):
             # Dict rows wait as dicts and become Arrow in one go at the flush: converting
             # one file's row at a time cost more than parsing it.
             for row in rows:
@@ -378,8 +393,8 @@ class _Buffer:
             self.size += len(rows)
             return len(rows)
         self.tables[table].append((digest, _Stamped(rows, provenance), distinct))
-        self.size += rows.num_rows
-        return rows.num_rows
+        self.size += len(rows)
+        return len(rows)
 
     def discard(self, digest: str) -> None:
         """Forget a file's rows: drop the buffered ones, delete the merged ones (after
@@ -453,13 +468,14 @@ class _Buffer:
 
 @dataclass
 class _Stamped:
-    """A file's Arrow rows, and the provenance its rows get at the flush, for all files
-    at once: made file by file, those Arrow calls cost more than parsing a small file."""
-    rows: pa.Table
+    """A file's Arrow rows (or Batch), and the provenance its rows get at the flush, for
+    all files at once: made file by file, those Arrow calls cost more than parsing a
+    small file."""
+    rows: pa.Table | Batch
     provenance: dict
 
     def __len__(self) -> int:
-        return self.rows.num_rows
+        return len(self.rows)
 
 
 def _concat(schema: pa.Schema, parts: list[list[dict] | _Stamped]) -> pa.Table:
@@ -477,13 +493,22 @@ def _with_provenance(schema: pa.Schema, parts: list[_Stamped]) -> pa.Table:
     """Files' Arrow rows as one table in `schema`, each row with its own file's provenance
     columns (replacing any the parser filled)."""
     names = list(parts[0].provenance)
-    rows = pa.concat_tables([_without(part.rows, names) for part in parts],
+    rows = pa.concat_tables([_without(t, names) for t in _tables([part.rows for part in parts])],
                             promote_options="permissive")
     owner = pa.array(np.repeat(np.arange(len(parts)), [len(part) for part in parts]))
     for name in names:
         values = pa.array([part.provenance[name] for part in parts], schema.field(name).type)
         rows = rows.append_column(name, values.take(owner))
     return rows.select(schema.names).cast(schema)
+
+
+def _tables(parts: list[pa.Table | Batch]) -> list[pa.Table]:
+    """Parsed rows as Arrow tables, in order: each run of one kind of Batch in one go."""
+    out = []
+    for kind, run in groupby(parts, key=type):
+        run = list(run)
+        out += run if issubclass(kind, pa.Table) else [kind.arrow(run)]
+    return out
 
 
 def _without(rows: pa.Table, names: list[str]) -> pa.Table:
@@ -546,8 +571,8 @@ def _whole(out: Parsed | Iterator[Parsed]) -> Parsed:
     except Exception as e:  # a parser bug must not take the batch down with it
         return Parsed(problems=whole.problems + [Problem(
             f"Could not be read ({type(e).__name__}: {e}).")], fatal=True)
-    whole.rows = {t: (pa.concat_tables(p) if isinstance(p[0], pa.Table)
-                      else [r for part in p for r in part]) for t, p in parts.items()}
+    whole.rows = {t: ([r for part in p for r in part] if isinstance(p[0], list)
+                      else pa.concat_tables(_tables(p))) for t, p in parts.items()}
     return whole
 
 

@@ -80,6 +80,67 @@ def test_ndjson_bad_line_quarantines_only_that_line(home, tmp_path):
     assert q[0]["source_uri"].endswith("#line=2") and "not valid JSON" in q[0]["error"]
 
 
+def _bundle_rows(path: Path) -> pa.Table:
+    from assets.ehr import fhir
+    return fhir.parse(path).rows["bronze.fhir_resources"].table()
+
+
+def test_compact_bundles_take_the_fast_path_and_land_what_the_general_path_would(tmp_path):
+    """A compact Bundle is read by msgspec with its resources kept as received; a pretty,
+    spaced or escaped copy of it goes through orjson. Every copy gives the same rows:
+    references resolved, the unknown urn kept, contained resources inside their parent."""
+    from assets.ehr import fhir
+
+    bundle = {"resourceType": "Bundle", "type": "collection", "entry": [
+        {"fullUrl": "urn:uuid:p1", "resource": {"resourceType": "Patient", "id": "p1",
+                                                "name": [{"family": "Zoë"}]}},
+        {"fullUrl": "urn:uuid:e1", "resource": {"resourceType": "Encounter", "id": "e1",
+                                                "subject": {"reference": "urn:uuid:p1"}}},
+        {"fullUrl": "urn:uuid:o1", "resource": {
+            "resourceType": "Observation", "id": "o1", "meta": {"lastUpdated": "2024-01-01T00:00:00Z"},
+            "contained": [{"resourceType": "Practitioner", "id": "dr"}],
+            "performer": [{"reference": "#dr"}], "focus": [{"reference": "urn:uuid:elsewhere"}],
+            "subject": {"reference": "urn:uuid:p1"}, "encounter": {"reference": "urn:uuid:e1"}}},
+    ]}
+    compact = orjson.dumps(bundle)
+    copies = {"compact": compact, "pretty": json.dumps(bundle, indent=2).encode(),
+              "spaced": json.dumps(bundle, ensure_ascii=False).encode(),
+              "escaped": compact.replace(b'"urn:uuid:e1"}}', b'"urn:uuid:\\u00651"}}')}
+    assert b"\\u0065" in copies["escaped"]
+    assert fhir._fast_bundle(compact) is not None
+    assert all(fhir._fast_bundle(text) is None for name, text in copies.items() if name != "compact")
+    tables = {}
+    for name, text in copies.items():
+        (tmp_path / f"{name}.json").write_bytes(text)
+        tables[name] = _bundle_rows(tmp_path / f"{name}.json")
+    assert all(t.equals(tables["compact"]) for t in tables.values())
+    rows = {r["resource_id"]: r for r in tables["compact"].to_pylist()}
+    obs = json.loads(rows["o1"]["resource"])
+    assert obs["encounter"]["reference"] == "Encounter/e1" and obs["subject"]["reference"] == "Patient/p1"
+    assert obs["focus"][0]["reference"] == "urn:uuid:elsewhere" and obs["contained"][0]["id"] == "dr"
+    assert rows["o1"]["patient_ref"] == rows["e1"]["patient_ref"] == rows["p1"]["patient_ref"] == "Patient/p1"
+    assert json.loads(rows["p1"]["resource"])["name"][0]["family"] == "Zoë"
+    assert str(rows["o1"]["last_updated"]).startswith("2024-01-01")
+
+
+def test_bytes_that_are_not_utf8_never_land(home, tmp_path):
+    """msgspec does not check the strings it skips: the fast path checks the bytes itself,
+    so a line or file that is not UTF-8 is quarantined as before, not stored."""
+    d = tmp_path / "in"
+    d.mkdir()
+    (d / "Patient.ndjson").write_bytes(b'{"resourceType":"Patient","id":"a"}\n'
+                                       b'{"resourceType":"Patient","id":"b","text":"\xff"}\n'
+                                       b'{"resourceType":"Patient","id":"c"}\n')
+    (d / "b.json").write_bytes(b'{"resourceType":"Bundle","entry":[{"resource":'
+                               b'{"resourceType":"Patient","id":"d","text":"\xff"}}]}')
+    s = ingest(FHIR, d, "b")
+    assert s.files_quarantined == 1 and s.problems == 2
+    assert sorted(lake.read("bronze.fhir_resources", "SELECT resource_id FROM t").column(0).to_pylist()) == ["a", "c"]
+    q = lake.read("bronze.quarantine", "SELECT source_uri, error FROM t ORDER BY 1").to_pylist()
+    assert q[0]["source_uri"].endswith("Patient.ndjson#line=2") and q[1]["source_uri"].endswith("b.json")
+    assert all("not valid JSON" in r["error"] for r in q)
+
+
 def test_ndjson_in_pieces_written_while_parsing_lands_whole_and_once(home, tmp_path, monkeypatch):
     """A bulk file read in pieces of two lines and written every three rows, on the
     background writer while the next pieces are parsed: every resource lands once, a bad
