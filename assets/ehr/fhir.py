@@ -18,6 +18,7 @@ import gc
 import gzip
 from collections.abc import Iterator
 from contextlib import contextmanager
+from itertools import groupby
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -149,7 +150,8 @@ class Columns(Batch):
         self.ids: list[str] = []
         self.patients: list[str | None] = []
         self.updated: list[str | None] = []
-        self.raws: list[bytes] = []  # serialized resources, in runs joined by newlines
+        # serialized resources: runs joined by newlines, or string arrays already cut
+        self.raws: list[bytes | pa.Array] = []
 
     def add(self, resource: dict) -> None:
         """One checked resource, serialized as it is. Bulk NDJSON adds each line's
@@ -215,18 +217,39 @@ def _timestamps(values: list) -> pa.Array:
         return pa.array([_timestamp(v) for v in strings], _UTC)
 
 
-def _strings(runs: list[bytes]) -> pa.Array:
-    """Serialized JSON (valid UTF-8, as orjson writes it), in runs joined by newlines →
-    one string array: joined once more and split by Arrow, so no Python object is made
-    per resource. Compact JSON never holds a raw newline."""
-    data = b"\n".join(runs)
-    if not runs:
+def _strings(runs: list[bytes | pa.Array]) -> pa.Array | pa.ChunkedArray:
+    """Serialized JSON (valid UTF-8, compact: never a raw newline) → one string array.
+    Runs joined by newlines are joined once more and split by Arrow, so no Python object
+    is made per resource; arrays already cut (`_cut`) are taken as they are."""
+    parts = []
+    for cut, group in groupby(runs, key=lambda run: isinstance(run, pa.Array)):
+        parts += list(group) if cut else [_split(b"\n".join(group))]
+    if not parts:
         return pa.array([], pa.string())
+    if sum(p.nbytes for p in parts) >= 2**31:  # beyond 32-bit offsets: keep them apart
+        return pa.chunked_array([c for p in parts for c in getattr(p, "chunks", [p])])
+    return pa.concat_arrays(parts)
+
+
+def _split(data: bytes) -> pa.Array:
     if len(data) >= 2**31:  # beyond 32-bit offsets: let Arrow chunk it
         return pa.chunked_array([pa.array([r.decode() for r in data.split(b"\n")], pa.string())])
     whole = pa.StringArray.from_buffers(1, pa.py_buffer(np.array([0, len(data)], np.int32)),
                                         pa.py_buffer(data))
     return pc.split_pattern(whole, "\n").flatten()
+
+
+def _cut(raws: list[bytes]) -> pa.Array:
+    """Resources' JSON, one bytes each, as a string array cut from one buffer by their
+    lengths: cheaper than the newline split where the resources arrive one by one."""
+    if not raws:
+        return pa.array([], pa.string())
+    offsets = np.zeros(len(raws) + 1, np.int64)
+    np.cumsum(np.fromiter(map(len, raws), np.int64, len(raws)), out=offsets[1:])
+    if offsets[-1] >= 2**31:
+        return pa.array([r.decode() for r in raws], pa.string())
+    return pa.StringArray.from_buffers(len(raws), pa.py_buffer(offsets.astype(np.int32)),
+                                       pa.py_buffer(b"".join(raws)))
 
 
 def _problem(resource, entry=None) -> str | None:
@@ -251,26 +274,27 @@ def _problem(resource, entry=None) -> str | None:
 # ------------------------------------------------------------------ the fast path
 
 
-class _Reference(msgspec.Struct):
+# gc=False: these hold no cycles, so the collector need not track the thousands made per file.
+class _Reference(msgspec.Struct, gc=False):
     reference: Any = None
 
 
-class _Meta(msgspec.Struct):
+class _Meta(msgspec.Struct, gc=False):
     lastUpdated: Any = None
 
 
 # What a row needs of a resource; msgspec skips (and validates) all the rest.
 _Head = msgspec.defstruct("_Head", [
     ("resourceType", Any, None), ("id", Any, None), ("meta", _Meta | None, None),
-    *[(link, _Reference | None, None) for link in PATIENT_LINKS]])
+    *[(link, _Reference | None, None) for link in PATIENT_LINKS]], gc=False)
 
 
-class _Entry(msgspec.Struct):
+class _Entry(msgspec.Struct, gc=False):
     fullUrl: Any = None
     resource: msgspec.Raw = msgspec.Raw()  # empty when the entry has none
 
 
-class _Bundle(msgspec.Struct):
+class _Bundle(msgspec.Struct, gc=False):
     resourceType: Any = None
     entry: list[_Entry] | None = None
 
@@ -443,6 +467,9 @@ def _ndjson_piece(lines: list[bytes], first: int) -> Parsed:
             out.problems.append(Problem(error, f"#line={n}"))
         else:
             rows.add(doc)
+    # Cut here, on the parsing thread, which waits for the writer at the end of a bulk
+    # export anyway; the writer's share is the longer one for NDJSON.
+    rows.raws = [_cut(rows.raws)]
     out.rows["bronze.fhir_resources"] = rows
     return out
 
