@@ -248,9 +248,18 @@ def _elements(data: bytes, pos: int, complete: bool, group: int | None = None):
         raise _Unusual  # trailing bytes, or a header longer than the bytes read
 
 
+# Repeated values (a series shares most of its header) convert once: (VR, bytes) -> JSON.
+# The JSON objects are shared between documents, which are only read and serialized.
+_SEEN: dict[tuple[bytes, bytes], dict] = {}
+_SEEN_MAX = 8192  # entries; cleared when full, so unique values (UIDs) cannot crowd it
+_KEYS: dict[int, str] = {}  # tag -> its JSON key
+
+
 def fast_header(data: bytes, complete: bool) -> tuple[dict, dict]:
     """(JSON model, file meta {tag: text}) of a file's first bytes (`complete` when that
-    is the whole file), read without pydicom; raises `_Unusual` where pydicom must read."""
+    is the whole file), read without pydicom; raises `_Unusual` where pydicom must read.
+    The data set's loop is `_elements` and `_value_json` inlined (this runs ~60 times a
+    file), with repeated values looked up instead of converted again."""
     if data[128:132] != b"DICM":
         raise _Unusual
     meta, pos = {}, 132
@@ -261,15 +270,45 @@ def fast_header(data: bytes, complete: bool) -> tuple[dict, dict]:
     if not ts or ts in _NOT_EXPLICIT_LE:
         raise _Unusual
     doc = {}
-    for tag, vr, value, _ in _elements(data, pos, complete):
-        key = f"{tag:08X}"
-        if len(value) > BULK_THRESHOLD:
-            doc[key] = {"vr": vr, "BulkDataURI": OMITTED}
+    unpack, end, seen, keys = struct.unpack_from, len(data), _SEEN, _KEYS
+    while pos + 8 <= end:
+        g, e, vr, length = unpack("<HH2sH", data, pos)
+        tag = g << 16 | e
+        if tag in _PIXEL_TAGS:
+            break
+        if vr in _LONG_LENGTH:
+            if pos + 12 > end:
+                raise _Unusual
+            length, pos = unpack("<L", data, pos + 8)[0], pos + 12
+            if vr == b"SQ" or length == 0xFFFFFFFF:
+                raise _Unusual  # sequences, undefined lengths
+        elif vr in _SHORT_LENGTH:
+            pos += 8
+        else:
+            raise _Unusual  # an unknown VR: pydicom may read it as implicit
+        if pos + length > end:
+            raise _Unusual  # a value past the bytes read
+        key = keys.get(tag)
+        if key is None:
+            key = keys[tag] = f"{tag:08X}"
+        if length > BULK_THRESHOLD:
+            doc[key] = {"vr": vr.decode(), "BulkDataURI": OMITTED}
+            pos += length
             continue
-        fast = _value_json(vr, value, True)
+        value = data[pos:pos + length]
+        pos += length
+        fast = seen.get((vr, value))
         if fast is None:
-            raise _Unusual
+            fast = _value_json(vr.decode(), value, True)
+            if fast is None:
+                raise _Unusual
+            if len(seen) >= _SEEN_MAX:
+                seen.clear()
+            seen[(vr, value)] = fast
         doc[key] = fast
+    else:
+        if pos != end or not complete:
+            raise _Unusual  # trailing bytes, or a header longer than the bytes read
     return doc, meta
 
 
