@@ -248,21 +248,26 @@ def ingest(modality: Modality, root: Path, batch_id: str, *, chunk_files: int | 
         files = find_files(root.resolve(), modality.patterns) if root.exists() else []
     summary.files_seen = len(files)
     done, stamps = ingested(modality.name)
-    todo = []
-    for path in files:
-        stamp = _stamp(path)
-        if stamp in stamps:
-            summary.files_skipped += 1
-        else:
-            todo.append((path, stamp))
     workers = 1 if modality.streams else (workers or os.cpu_count() or 1)
     with _Parser(modality.parse, workers, timeout_s, modality.parse_head) as parser, \
             _Writer() as writer:
-        if len(todo) >= POOL_MIN_FILES:
-            parser.start()  # workers start up while the tables are opened
-        # The writer's first job, done while the first files are parsed (creating the
-        # tables of a new lake is three commits).
+        # Each logged stamp spares at most one file: with this many more files than
+        # stamps, the pool is needed, and its workers start up while the files are
+        # stat'ed and the tables opened.
+        if len(files) - len(stamps) >= POOL_MIN_FILES:
+            parser.start()
+        # The writer's first job, done meanwhile (creating the tables of a new lake is
+        # three commits).
         writer.submit(lambda: _ensure_tables(modality))
+        todo = []
+        for path in files:
+            stamp = _stamp(path)
+            if stamp in stamps:
+                summary.files_skipped += 1
+            else:
+                todo.append((path, stamp))
+        if len(todo) >= POOL_MIN_FILES and not parser.pooled:
+            parser.start()
 
         chunk_files = chunk_files or modality.chunk_files
         chunk, parsed = [], []
