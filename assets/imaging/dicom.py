@@ -18,7 +18,6 @@ from pathlib import Path
 
 import base64
 import struct
-
 from typing import TYPE_CHECKING
 
 import orjson
@@ -260,6 +259,7 @@ def _elements(data: bytes, pos: int, complete: bool, group: int | None = None):
 # The JSON objects are shared between documents, which are only read and serialized.
 _SEEN: dict[tuple[bytes, bytes], dict] = {}
 _SEEN_MAX = 8192  # entries; cleared when full, so unique values (UIDs) cannot crowd it
+_SEEN_BYTES = 64  # longer values are converted each time (memory stays a few MB)
 _KEYS: dict[int, str] = {}  # tag -> its JSON key
 
 
@@ -305,14 +305,15 @@ def fast_header(data: bytes, complete: bool) -> tuple[dict, dict]:
             continue
         value = data[pos:pos + length]
         pos += length
-        fast = seen.get((vr, value))
+        fast = seen.get((vr, value)) if length <= _SEEN_BYTES else None
         if fast is None:
             fast = _value_json(vr.decode(), value, True)
             if fast is None:
                 raise _Unusual
-            if len(seen) >= _SEEN_MAX:
-                seen.clear()
-            seen[(vr, value)] = fast
+            if length <= _SEEN_BYTES:
+                if len(seen) >= _SEEN_MAX:
+                    seen.clear()
+                seen[(vr, value)] = fast
         doc[key] = fast
     else:
         if pos != end or not complete:
