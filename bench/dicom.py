@@ -6,7 +6,9 @@ stat, hash, header parse on every core (DICOM JSON model, bulk values marked), t
 MERGE and the ingest log. Files are written before timing starts: one template per
 modality from `medlake.generate`, copied with new UIDs (PatientID, UIDs and accession
 vary as in an archive). These templates have no sequences, so every file takes the
-parser's byte-level path; a file with sequences or another transfer syntax is read by
+parser's byte-level path, and they repeat most values from file to file, which that path
+converts once (`assets/imaging/dicom.py` `_SEEN`: more hits than a varied archive
+gives); a file with sequences or another transfer syntax is read by
 pydicom (about the floor's cost plus the JSON conversion). Run: `make bench` (or
 `.venv/bin/python bench/dicom.py [n ...]`).
 """

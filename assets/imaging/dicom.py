@@ -18,15 +18,18 @@ from pathlib import Path
 
 import base64
 import struct
+from typing import TYPE_CHECKING
 
 import orjson
 import pyarrow as pa
-import pydicom
-from pydicom.dataelem import RawDataElement
-from pydicom.datadict import dictionary_VR
-from pydicom.errors import InvalidDicomError
 
 from medlake.ingest import HEAD_BYTES, Modality, Parsed, Problem, TableSpec
+
+if TYPE_CHECKING:
+    # Imported where used: only files off the byte-level path need pydicom, and a pool
+    # worker that never meets one is spared its import (~0.3 s of CPU).
+    import pydicom
+    from pydicom.dataelem import RawDataElement
 
 BULK_THRESHOLD = 4096  # bytes; larger values (overlays, waveforms, icons) are left out
 OMITTED = "medlake:omitted-bulk-data"
@@ -108,6 +111,8 @@ def _date(value: str | None) -> date | None:
 
 
 def _omitted(tag, raw: RawDataElement) -> dict:
+    from pydicom.datadict import dictionary_VR
+
     vr = raw.VR
     if not vr:
         try:
@@ -179,6 +184,8 @@ def _value_json(vr: str | None, value: bytes | None, little_endian: bool) -> dic
 def header_json(ds: pydicom.Dataset) -> dict:
     """The DICOM JSON model of `ds`, as a dict. Deferred and large raw values are marked as omitted
     without being read from disk; elements pydicom cannot convert are left out."""
+    from pydicom.dataelem import RawDataElement
+
     doc = {}
     little_endian = getattr(ds, "original_encoding", (None, True))[1] is not False
     for tag in ds.keys():
@@ -248,9 +255,19 @@ def _elements(data: bytes, pos: int, complete: bool, group: int | None = None):
         raise _Unusual  # trailing bytes, or a header longer than the bytes read
 
 
+# Repeated values (a series shares most of its header) convert once: (VR, bytes) -> JSON.
+# The JSON objects are shared between documents, which are only read and serialized.
+_SEEN: dict[tuple[bytes, bytes], dict] = {}
+_SEEN_MAX = 8192  # entries; cleared when full, so unique values (UIDs) cannot crowd it
+_SEEN_BYTES = 64  # longer values are converted each time (memory stays a few MB)
+_KEYS: dict[int, str] = {}  # tag -> its JSON key
+
+
 def fast_header(data: bytes, complete: bool) -> tuple[dict, dict]:
     """(JSON model, file meta {tag: text}) of a file's first bytes (`complete` when that
-    is the whole file), read without pydicom; raises `_Unusual` where pydicom must read."""
+    is the whole file), read without pydicom; raises `_Unusual` where pydicom must read.
+    The data set's loop is `_elements` and `_value_json` inlined (this runs ~60 times a
+    file), with repeated values looked up instead of converted again."""
     if data[128:132] != b"DICM":
         raise _Unusual
     meta, pos = {}, 132
@@ -261,21 +278,55 @@ def fast_header(data: bytes, complete: bool) -> tuple[dict, dict]:
     if not ts or ts in _NOT_EXPLICIT_LE:
         raise _Unusual
     doc = {}
-    for tag, vr, value, _ in _elements(data, pos, complete):
-        key = f"{tag:08X}"
-        if len(value) > BULK_THRESHOLD:
-            doc[key] = {"vr": vr, "BulkDataURI": OMITTED}
+    unpack, end, seen, keys = struct.unpack_from, len(data), _SEEN, _KEYS
+    while pos + 8 <= end:
+        g, e, vr, length = unpack("<HH2sH", data, pos)
+        tag = g << 16 | e
+        if tag in _PIXEL_TAGS:
+            break
+        if vr in _LONG_LENGTH:
+            if pos + 12 > end:
+                raise _Unusual
+            length, pos = unpack("<L", data, pos + 8)[0], pos + 12
+            if vr == b"SQ" or length == 0xFFFFFFFF:
+                raise _Unusual  # sequences, undefined lengths
+        elif vr in _SHORT_LENGTH:
+            pos += 8
+        else:
+            raise _Unusual  # an unknown VR: pydicom may read it as implicit
+        if pos + length > end:
+            raise _Unusual  # a value past the bytes read
+        key = keys.get(tag)
+        if key is None:
+            key = keys[tag] = f"{tag:08X}"
+        if length > BULK_THRESHOLD:
+            doc[key] = {"vr": vr.decode(), "BulkDataURI": OMITTED}
+            pos += length
             continue
-        fast = _value_json(vr, value, True)
+        value = data[pos:pos + length]
+        pos += length
+        fast = seen.get((vr, value)) if length <= _SEEN_BYTES else None
         if fast is None:
-            raise _Unusual
+            fast = _value_json(vr.decode(), value, True)
+            if fast is None:
+                raise _Unusual
+            if length <= _SEEN_BYTES:
+                if len(seen) >= _SEEN_MAX:
+                    seen.clear()
+                seen[(vr, value)] = fast
         doc[key] = fast
+    else:
+        if pos != end or not complete:
+            raise _Unusual  # trailing bytes, or a header longer than the bytes read
     return doc, meta
 
 
 def read_header(path: Path) -> pydicom.FileDataset:
     """Header only, large values deferred. Files without the Part-10 preamble are read
     again with `force` (real archives hold such files)."""
+    import pydicom
+    from pydicom.errors import InvalidDicomError
+
     try:
         return pydicom.dcmread(path, stop_before_pixels=True, defer_size=BULK_THRESHOLD)
     except InvalidDicomError:
@@ -287,6 +338,8 @@ def read_header(path: Path) -> pydicom.FileDataset:
 
 
 def _not_dicom(e: Exception) -> Parsed:
+    from pydicom.errors import InvalidDicomError
+
     if isinstance(e, InvalidDicomError):
         return Parsed(problems=[Problem(
             "Not a DICOM file: it has no DICOM preamble and no readable SOP Instance UID; "
@@ -305,6 +358,8 @@ def _read(path: Path, data: bytes, complete: bool) -> tuple[dict, str | None, st
         return doc, meta.get(0x00020010), meta.get(0x00020002)
     except (_Unusual, struct.error, UnicodeDecodeError):
         pass
+    import pydicom
+
     ds = read_header(path)
     meta = getattr(ds, "file_meta", None)
     if meta is None:
