@@ -6,15 +6,21 @@ Writes are MERGEs on natural keys, so re-running on the same input commits nothi
 """
 from __future__ import annotations
 
+import json
+import re
 import threading
 import time
-from dataclasses import dataclass
+import uuid
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import duckdb
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 from deltalake import CommitProperties, DeltaTable, WriterProperties, write_deltalake
+from deltalake.transaction import AddAction
 from deltalake.exceptions import CommitFailedError, TableNotFoundError
 
 from medlake.config import get_settings
@@ -132,7 +138,7 @@ class WriteResult:
 def merge(table: str, data: pa.Table, keys: list[str], update_when: str | None = None,
           retries: int = 5, *, sole_writer: bool = False,
           stored_files: list[str] | None = None,
-          writer_properties: WriterProperties | None = None) -> WriteResult:
+          writer_properties: WriterProperties | ArrowWriter | None = None) -> WriteResult:
     """Upsert `data` on `keys`. Rows that match and satisfy `update_when` (SQL over
     `s` source and `t` target) replace the target row; new keys are inserted.
 
@@ -148,7 +154,8 @@ def merge(table: str, data: pa.Table, keys: list[str], update_when: str | None =
     knows the others cannot (default: all); only these are probed.
 
     `writer_properties`: how the new Parquet files are encoded (codec, dictionaries);
-    delta-rs's defaults when not given.
+    delta-rs's defaults when not given. An `ArrowWriter` has appends written by
+    pyarrow's Parquet writer instead (a MERGE then uses delta-rs's defaults).
     """
     dt = ensure(table, data.schema)
     if data.num_rows == 0:
@@ -156,8 +163,13 @@ def merge(table: str, data: pa.Table, keys: list[str], update_when: str | None =
     if sole_writer and not _holds_any(dt, data, keys, stored_files):
         # Keys are unique in `data` (callers dedupe), as a MERGE requires too. A run
         # killed after the append is re-run through a MERGE: its keys are then stored.
-        write_deltalake(dt, data, mode="append", writer_properties=writer_properties)
+        if isinstance(writer_properties, ArrowWriter):
+            writer_properties.append(dt, data)
+        else:
+            write_deltalake(dt, data, mode="append", writer_properties=writer_properties)
         return WriteResult(table, dt.version(), data.num_rows, appended=True)
+    if isinstance(writer_properties, ArrowWriter):
+        writer_properties = None
     on = " AND ".join(f't."{k}" = s."{k}"' for k in keys)
     for attempt in range(retries):
         try:
@@ -177,6 +189,98 @@ def merge(table: str, data: pa.Table, keys: list[str], update_when: str | None =
             time.sleep(0.2 * 2 ** attempt)
             dt = DeltaTable(uri(table))
     raise AssertionError("unreachable")
+
+
+@dataclass(frozen=True)
+class ArrowWriter:
+    """Appends written as Parquet by pyarrow and committed as Delta add actions, with
+    `options` for `pyarrow.parquet.write_table` (codec, dictionary and statistics per
+    column). For wide batches with list columns it costs a third of delta-rs's writer
+    (bench/vcf.py). Local tables with plain partition values only; anything else falls
+    back to delta-rs. Files carry Delta statistics for their primitive columns."""
+    options: dict = field(default_factory=dict)
+
+    def append(self, dt: DeltaTable, data: pa.Table) -> None:
+        parts = dt.metadata().partition_columns
+        root = Path(dt.table_uri.removeprefix("file://"))
+        groups = _partition_runs(data, parts) if root.is_dir() else None
+        if groups is None:
+            write_deltalake(dt, data, mode="append")
+            return
+        schema = arrow_schema(dt)
+        actions = []
+        for values, rows in groups:
+            rel = "/".join(f"{c}={v}" for c, v in zip(parts, values))
+            rel = (rel + "/" if rel else "") + f"part-00000-{uuid.uuid4()}-c000.parquet"
+            target = root / rel
+            target.parent.mkdir(parents=True, exist_ok=True)
+            body = rows.drop_columns(parts) if parts else rows
+            pq.write_table(body, target, store_schema=False, **self.options)
+            st = target.stat()
+            actions.append(AddAction(rel, st.st_size, dict(zip(parts, values)),
+                                     st.st_mtime_ns // 1_000_000, True,
+                                     _delta_stats(pq.read_metadata(target), body.num_rows)))
+        dt.create_write_transaction(actions, "append", schema, parts)
+        dt.update_incremental()
+
+
+_PLAIN_VALUE = re.compile(r"[A-Za-z0-9_+-][A-Za-z0-9_.+-]*")
+
+
+def _partition_runs(data: pa.Table, parts: list[str]) -> list[tuple[tuple, pa.Table]] | None:
+    """The rows as (partition values, rows) groups, slices of `data` when each partition's
+    rows are contiguous (sorted input, the usual case), else filtered out. None when a
+    value would need escaping in a path (or is null): delta-rs writes those."""
+    if not parts:
+        return [((), data)]
+    if data.num_rows == 0:
+        return []
+    keys = [pc.dictionary_encode(data.column(c).combine_chunks()) for c in parts]
+    for k in keys:
+        if k.null_count or not all(isinstance(v, str) and _PLAIN_VALUE.fullmatch(v)
+                                   for v in k.dictionary.to_pylist()):
+            return None
+    code = np.zeros(data.num_rows, np.int64)
+    for k in keys:
+        code = code * len(k.dictionary) + k.indices.to_numpy(zero_copy_only=False)
+    starts = np.flatnonzero(np.diff(code)) + 1
+    bounds = np.concatenate([[0], starts, [data.num_rows]])
+    firsts = code[bounds[:-1]]
+
+    def values(i):
+        return tuple(k.dictionary[k.indices[i].as_py()].as_py() for k in keys)
+
+    if len(np.unique(firsts)) == len(firsts):  # one run per partition
+        return [(values(a), data.slice(a, b - a)) for a, b in zip(bounds[:-1], bounds[1:])]
+    out = []
+    for c in np.unique(firsts):
+        mask = code == c
+        out.append((values(int(np.argmax(mask))), data.filter(pa.array(mask))))
+    return out
+
+
+def _delta_stats(meta: pq.FileMetaData, rows: int) -> str:
+    """Delta's per-file statistics from the Parquet footer: row count, and min, max and
+    null count of the top-level primitive columns whose statistics were written
+    (timestamps: null counts only)."""
+    lo, hi, nulls = {}, {}, {}
+    schema = meta.schema.to_arrow_schema()
+    for j in range(meta.num_columns):
+        name = meta.schema.column(j).path
+        if "." in name:
+            continue
+        kind = schema.field(name).type
+        per_group = [meta.row_group(g).column(j).statistics for g in range(meta.num_row_groups)]
+        if not per_group or any(s is None for s in per_group):
+            continue
+        nulls[name] = sum(s.null_count for s in per_group)
+        if pa.types.is_timestamp(kind) or not all(s.has_min_max for s in per_group):
+            continue
+        low, high = min(s.min for s in per_group), max(s.max for s in per_group)
+        if all(isinstance(v, (str, int, bool)) or (isinstance(v, float) and v == v)
+               for v in (low, high)):
+            lo[name], hi[name] = low, high
+    return json.dumps({"numRecords": rows, "minValues": lo, "maxValues": hi, "nullCount": nulls})
 
 
 _probe_lock = threading.Lock()

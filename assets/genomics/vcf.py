@@ -28,6 +28,7 @@ import pyarrow.compute as pc
 
 from assets.genomics.annotations import AnnotationFormat, header_formats
 from medlake.ingest import Modality, Parsed, Problem, TableSpec
+from medlake.lake import ArrowWriter
 
 BATCH_GENOTYPES = 50_000
 BATCH_SITES = 10_000
@@ -64,6 +65,9 @@ GENOTYPES = TableSpec(
     ]),
     keys=["chrom", "sample_id", "variant_id"],
     partition_by=["chrom"],
+    writer_properties=ArrowWriter(dict(
+        use_dictionary=["sample_id", "variant_id", "gt", "source_uri", "source_sha256", "batch_id"],
+        write_statistics=["sample_id", "variant_id"])),
     description="Genotype calls in long form, one row per (sample_id, variant_id): GT text, "
                 "allele indexes (null = missing), phasing, alt allele count, DP, GQ, AD. "
                 "Partitioned by chromosome.",
