@@ -157,7 +157,7 @@ def merge(table: str, data: pa.Table, keys: list[str], update_when: str | None =
     delta-rs's defaults when not given. An `ArrowWriter` has appends written by
     pyarrow's Parquet writer instead (a MERGE then uses delta-rs's defaults).
     """
-    dt = ensure(table, data.schema)
+    dt = ensure(table, _plain_schema(data.schema))
     if data.num_rows == 0:
         return WriteResult(table, dt.version())
     if sole_writer and not _holds_any(dt, data, keys, stored_files):
@@ -166,8 +166,9 @@ def merge(table: str, data: pa.Table, keys: list[str], update_when: str | None =
         if isinstance(writer_properties, ArrowWriter):
             writer_properties.append(dt, data)
         else:
-            write_deltalake(dt, data, mode="append", writer_properties=writer_properties)
+            write_deltalake(dt, decoded(data), mode="append", writer_properties=writer_properties)
         return WriteResult(table, dt.version(), data.num_rows, appended=True)
+    data = decoded(data)
     if isinstance(writer_properties, ArrowWriter):
         writer_properties = None
     on = " AND ".join(f't."{k}" = s."{k}"' for k in keys)
@@ -205,7 +206,7 @@ class ArrowWriter:
         root = Path(dt.table_uri.removeprefix("file://"))
         groups = _partition_runs(data, parts) if root.is_dir() else None
         if groups is None:
-            write_deltalake(dt, data, mode="append")
+            write_deltalake(dt, decoded(data), mode="append")
             return
         schema = arrow_schema(dt)
         actions = []
@@ -224,6 +225,19 @@ class ArrowWriter:
         dt.update_incremental()
 
 
+def _plain_schema(schema: pa.Schema) -> pa.Schema:
+    return pa.schema([pa.field(f.name, f.type.value_type, f.nullable, f.metadata)
+                      if pa.types.is_dictionary(f.type) else f for f in schema], metadata=schema.metadata)
+
+
+def decoded(data: pa.Table) -> pa.Table:
+    """`data` with its dictionary-encoded columns spelt out (delta-rs and DuckDB's key
+    probes take plain ones); `data` itself when it has none."""
+    if not any(pa.types.is_dictionary(f.type) for f in data.schema):
+        return data
+    return data.cast(_plain_schema(data.schema))
+
+
 _PLAIN_VALUE = re.compile(r"[A-Za-z0-9_+-][A-Za-z0-9_.+-]*")
 
 
@@ -233,29 +247,31 @@ def _partition_runs(data: pa.Table, parts: list[str]) -> list[tuple[tuple, pa.Ta
     value would need escaping in a path (or is null): delta-rs writes those."""
     if not parts:
         return [((), data)]
-    if data.num_rows == 0:
+    n = data.num_rows
+    if n == 0:
         return []
-    keys = [pc.dictionary_encode(data.column(c).combine_chunks()) for c in parts]
-    for k in keys:
-        if k.null_count or not all(isinstance(v, str) and _PLAIN_VALUE.fullmatch(v)
-                                   for v in k.dictionary.to_pylist()):
-            return None
-    code = np.zeros(data.num_rows, np.int64)
-    for k in keys:
-        code = code * len(k.dictionary) + k.indices.to_numpy(zero_copy_only=False)
-    starts = np.flatnonzero(np.diff(code)) + 1
-    bounds = np.concatenate([[0], starts, [data.num_rows]])
-    firsts = code[bounds[:-1]]
-
-    def values(i):
-        return tuple(k.dictionary[k.indices[i].as_py()].as_py() for k in keys)
-
-    if len(np.unique(firsts)) == len(firsts):  # one run per partition
-        return [(values(a), data.slice(a, b - a)) for a, b in zip(bounds[:-1], bounds[1:])]
+    columns = [data.column(c) for c in parts]
+    if any(c.null_count or not pa.types.is_string(c.type) for c in columns):
+        return None
+    # Where any partition value changes from one row to the next: a comparison of
+    # neighbours, cheaper than hashing every value.
+    change = np.zeros(n - 1, bool)
+    for c in columns:
+        change |= pc.not_equal(c.slice(1), c.slice(0, n - 1)).to_numpy(zero_copy_only=False)
+    bounds = np.concatenate([[0], np.flatnonzero(change) + 1, [n]])
+    runs = [(tuple(c[int(a)].as_py() for c in columns), int(a), int(b))
+            for a, b in zip(bounds[:-1], bounds[1:])]
+    if not all(_PLAIN_VALUE.fullmatch(v) for values, _, _ in runs for v in values):
+        return None
+    if len({values for values, _, _ in runs}) == len(runs):  # one run per partition
+        return [(values, data.slice(a, b - a)) for values, a, b in runs]
     out = []
-    for c in np.unique(firsts):
-        mask = code == c
-        out.append((values(int(np.argmax(mask))), data.filter(pa.array(mask))))
+    for values in dict.fromkeys(values for values, _, _ in runs):
+        mask = None
+        for c, v in zip(columns, values):
+            m = pc.equal(c, v)
+            mask = m if mask is None else pc.and_(mask, m)
+        out.append((values, data.filter(mask)))
     return out
 
 
@@ -314,7 +330,7 @@ def _holds_any(dt: DeltaTable, data: pa.Table, keys: list[str],
     using = ", ".join(f'"{k}"' for k in keys)
     con = _probe_connection()
     try:
-        con.register("s", data.select(keys))
+        con.register("s", decoded(data.select(keys)))
         return bool(con.execute(f"SELECT 1 FROM (SELECT {using} FROM {scan_sql(dt, files)} WHERE {where}) "
                                 f"SEMI JOIN s USING ({using}) LIMIT 1").fetchall())
     finally:
