@@ -7,6 +7,7 @@ Writes are MERGEs on natural keys, so re-running on the same input commits nothi
 from __future__ import annotations
 
 import json
+import math
 import re
 import threading
 import time
@@ -302,7 +303,8 @@ def _delta_stats(meta: pq.FileMetaData, rows: int) -> str:
         if pa.types.is_timestamp(kind) or not all(s.has_min_max for s in per_group):
             continue
         low, high = min(s.min for s in per_group), max(s.max for s in per_group)
-        if all(isinstance(v, (str, int, bool)) or (isinstance(v, float) and v == v)
+        # No infinities (JSON has none: delta-rs would then drop the file's statistics).
+        if all(isinstance(v, (str, int, bool)) or (isinstance(v, float) and math.isfinite(v))
                for v in (low, high)):
             lo[name], hi[name] = low, high
     return json.dumps({"numRecords": rows, "minValues": lo, "maxValues": hi, "nullCount": nulls})
