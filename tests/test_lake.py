@@ -226,6 +226,7 @@ def test_arrow_writer_stats_let_a_merge_find_the_stored_row_and_a_rerun_commits_
     changed = [dict(held["k0018"], n=1000), dict(held["k0009"], n=2000),
                dict(held["k0018"], k="k0021", n=3)]
     second = pa.Table.from_pylist(changed, schema=_AW_SCHEMA)
+    second = second.set_column(6, "s", pc.dictionary_encode(second.column("s")))  # as handed over
     r2 = lake.merge(t, second, ["chrom", "k"], update_when="s.n <> t.n", sole_writer=True,
                     writer_properties=aw)
     assert not r2.appended and (r2.inserted, r2.updated) == (1, 2)
@@ -247,13 +248,14 @@ def test_arrow_writer_falls_back_to_delta_rs_for_null_or_escaped_partition_value
     t = "bronze.aw_fallback"
     lake.ensure(t, _AW_SCHEMA, ["chrom"])
     aw = lake.ArrowWriter(dict(use_dictionary=["s"]))
-    odd = _aw_batch([None, "a/b", "1", "x y", None, "a/b"])
-    plain = _aw_batch(["1", "2", "1"], start=10)
-    for batch in (odd, plain):
+    nulls = _aw_batch([None, "1", None])
+    escaped = _aw_batch(["a/b", "x y", "1", "a/b"], start=10)
+    plain = _aw_batch(["1", "2", "1"], start=20)
+    for batch in (nulls, escaped, plain):
         assert lake.merge(t, batch, ["chrom", "k"], sole_writer=True, writer_properties=aw).appended
     got = lake.read(t, "SELECT * FROM t ORDER BY k")
     assert got.select(_AW_SCHEMA.names).to_pylist() == _as_rows(
-        pa.concat_tables([lake.decoded(odd), lake.decoded(plain)]))
+        pa.concat_tables([lake.decoded(b) for b in (nulls, escaped, plain)]))
     by_writer = {}
     for path, who in _writers(t).items():
         value = _current_adds(t)[path]["partitionValues"]["chrom"]
