@@ -1,4 +1,11 @@
+import json as _json
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
 import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+from deltalake import DeltaTable
 
 from medlake import lake
 
@@ -78,14 +85,6 @@ def test_sole_writer_merge_appends_new_keys_and_merges_once_any_key_is_held(home
 
 
 # lake.ArrowWriter: appends written by pyarrow and committed as Delta add actions.
-
-import json as _json
-from datetime import datetime, timedelta, timezone
-from pathlib import Path
-
-import pyarrow.compute as pc
-import pyarrow.parquet as pq
-from deltalake import DeltaTable
 
 _T0 = datetime(2024, 1, 1, tzinfo=timezone.utc)
 _AW_SCHEMA = pa.schema([
