@@ -1,4 +1,4 @@
-import json as _json
+import json
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -116,7 +116,7 @@ def _current_adds(t: str) -> dict[str, dict]:
     log = Path(lake.uri(t)) / "_delta_log"
     for f in sorted(log.glob("*.json")):
         for line in f.read_text().splitlines():
-            action = _json.loads(line)
+            action = json.loads(line)
             if "add" in action:
                 adds[unquote(action["add"]["path"])] = action["add"]
             elif "remove" in action:
@@ -130,7 +130,7 @@ def _strict(text: str) -> dict:
     """JSON as the Delta protocol writes it: no NaN or Infinity."""
     def bad(name):
         raise AssertionError(f"{name} in Delta statistics")
-    return _json.loads(text, parse_constant=bad)
+    return json.loads(text, parse_constant=bad)
 
 
 def _writers(t: str) -> dict[str, str]:
