@@ -130,7 +130,9 @@ class TableSpec:
     update_when: str | None = None  # when a newer row replaces the stored one
     description: str = ""
     partition_by: list[str] | None = None
-    writer_properties: WriterProperties | None = None  # Parquet encoding; delta-rs's default if None
+    # Parquet encoding; delta-rs's default if None. A `lake.ArrowWriter` has appends
+    # written by pyarrow, its provenance columns handed over dictionary-encoded.
+    writer_properties: WriterProperties | lake.ArrowWriter | None = None
 
 
 @dataclass
@@ -439,7 +441,8 @@ class _Buffer:
     def write(self, batches: list[tuple[TableSpec, list]]) -> None:
         """MERGE rows `take`n from the buffer (on the writer thread)."""
         for spec, parts in batches:
-            rows = _concat(spec.schema, [p[1] for p in parts])
+            rows = _concat(spec.schema, [p[1] for p in parts],
+                           isinstance(spec.writer_properties, lake.ArrowWriter))
             digests = {p[0] for p in parts}
             stored = self._stored(spec.name, digests, all(p[2] for p in parts))
             if stored is None:  # keys not vouched for: one row per key, as MERGE needs
@@ -484,28 +487,40 @@ class _Stamped:
         return len(self.rows)
 
 
-def _concat(schema: pa.Schema, parts: list[list[dict] | _Stamped]) -> pa.Table:
+def _concat(schema: pa.Schema, parts: list[list[dict] | _Stamped],
+            dictionaries: bool = False) -> pa.Table:
     """Buffered parts as one table, in arrival order; runs of dict rows convert at once,
-    runs of Arrow rows are stamped at once."""
+    runs of Arrow rows are stamped at once (see `_with_provenance` for `dictionaries`)."""
     tables = []
     for stamped, run in groupby(parts, key=lambda part: isinstance(part, _Stamped)):
         run = list(run)
-        tables.append(_with_provenance(schema, run) if stamped else
+        tables.append(_with_provenance(schema, run, dictionaries) if stamped else
                       to_table([row for part in run for row in part], schema))
+    if len(tables) > 1:
+        tables = [lake.decoded(t) for t in tables]
     return pa.concat_tables(tables) if tables else schema.empty_table()
 
 
-def _with_provenance(schema: pa.Schema, parts: list[_Stamped]) -> pa.Table:
+def _with_provenance(schema: pa.Schema, parts: list[_Stamped], dictionaries: bool = False) -> pa.Table:
     """Files' Arrow rows as one table in `schema`, each row with its own file's provenance
-    columns (replacing any the parser filled)."""
+    columns (replacing any the parser filled). `dictionaries`: the string ones as
+    dictionary arrays of one value per file, for a writer that takes them as they are
+    (`lake.merge` decodes them for the others): spelt out they are tens of MB per
+    half-million rows, for a Parquet writer to hash back into one value."""
     names = list(parts[0].provenance)
     rows = pa.concat_tables([_without(t, names) for t in _tables([part.rows for part in parts])],
                             promote_options="permissive")
-    owner = pa.array(np.repeat(np.arange(len(parts)), [len(part) for part in parts]))
+    owner = pa.array(np.repeat(np.arange(len(parts), dtype=np.int32), [len(part) for part in parts]))
+    target = schema
     for name in names:
-        values = pa.array([part.provenance[name] for part in parts], schema.field(name).type)
-        rows = rows.append_column(name, values.take(owner))
-    return rows.select(schema.names).cast(schema)
+        kind = schema.field(name).type
+        values = pa.array([part.provenance[name] for part in parts], kind)
+        if dictionaries and pa.types.is_string(kind):
+            rows = rows.append_column(name, pa.DictionaryArray.from_arrays(owner, values))
+            target = target.set(target.get_field_index(name), pa.field(name, rows.schema.field(name).type))
+        else:
+            rows = rows.append_column(name, values.take(owner))
+    return rows.select(schema.names).cast(target)
 
 
 def _tables(parts: list[pa.Table | Batch]) -> list[pa.Table]:

@@ -6,15 +6,23 @@ Writes are MERGEs on natural keys, so re-running on the same input commits nothi
 """
 from __future__ import annotations
 
+import json
+import math
+import re
 import threading
 import time
-from dataclasses import dataclass
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import duckdb
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 from deltalake import CommitProperties, DeltaTable, WriterProperties, write_deltalake
+from deltalake.transaction import AddAction
 from deltalake.exceptions import CommitFailedError, TableNotFoundError
 
 from medlake.config import get_settings
@@ -132,7 +140,7 @@ class WriteResult:
 def merge(table: str, data: pa.Table, keys: list[str], update_when: str | None = None,
           retries: int = 5, *, sole_writer: bool = False,
           stored_files: list[str] | None = None,
-          writer_properties: WriterProperties | None = None) -> WriteResult:
+          writer_properties: WriterProperties | ArrowWriter | None = None) -> WriteResult:
     """Upsert `data` on `keys`. Rows that match and satisfy `update_when` (SQL over
     `s` source and `t` target) replace the target row; new keys are inserted.
 
@@ -148,16 +156,23 @@ def merge(table: str, data: pa.Table, keys: list[str], update_when: str | None =
     knows the others cannot (default: all); only these are probed.
 
     `writer_properties`: how the new Parquet files are encoded (codec, dictionaries);
-    delta-rs's defaults when not given.
+    delta-rs's defaults when not given. An `ArrowWriter` has appends written by
+    pyarrow's Parquet writer instead (a MERGE then uses delta-rs's defaults).
     """
-    dt = ensure(table, data.schema)
+    dt = ensure(table, _plain_schema(data.schema))
     if data.num_rows == 0:
         return WriteResult(table, dt.version())
     if sole_writer and not _holds_any(dt, data, keys, stored_files):
         # Keys are unique in `data` (callers dedupe), as a MERGE requires too. A run
         # killed after the append is re-run through a MERGE: its keys are then stored.
-        write_deltalake(dt, data, mode="append", writer_properties=writer_properties)
+        if isinstance(writer_properties, ArrowWriter):
+            writer_properties.append(dt, data)
+        else:
+            write_deltalake(dt, decoded(data), mode="append", writer_properties=writer_properties)
         return WriteResult(table, dt.version(), data.num_rows, appended=True)
+    data = decoded(data)
+    if isinstance(writer_properties, ArrowWriter):
+        writer_properties = None
     on = " AND ".join(f't."{k}" = s."{k}"' for k in keys)
     for attempt in range(retries):
         try:
@@ -177,6 +192,122 @@ def merge(table: str, data: pa.Table, keys: list[str], update_when: str | None =
             time.sleep(0.2 * 2 ** attempt)
             dt = DeltaTable(uri(table))
     raise AssertionError("unreachable")
+
+
+@dataclass(frozen=True)
+class ArrowWriter:
+    """Appends written as Parquet by pyarrow and committed as Delta add actions, with
+    `options` for `pyarrow.parquet.write_table` (codec, dictionary and statistics per
+    column). For wide batches with list columns it costs a third of delta-rs's writer
+    (bench/vcf.py). Local tables with plain partition values only; anything else falls
+    back to delta-rs. Files carry Delta statistics for their primitive columns."""
+    options: dict = field(default_factory=dict)
+    # Partitions' files written side by side (pyarrow releases the GIL): a batch written
+    # while nothing else runs (a file's last) then takes a fraction of the time.
+    threads: int = 1
+
+    def append(self, dt: DeltaTable, data: pa.Table) -> None:
+        parts = dt.metadata().partition_columns
+        root = Path(dt.table_uri.removeprefix("file://"))
+        groups = _partition_runs(data, parts) if root.is_dir() else None
+        if groups is None:
+            write_deltalake(dt, decoded(data), mode="append")
+            return
+
+        def write(group: tuple[tuple, pa.Table]) -> AddAction:
+            values, rows = group
+            rel = "/".join(f"{c}={v}" for c, v in zip(parts, values))
+            rel = (rel + "/" if rel else "") + f"part-00000-{uuid.uuid4()}-c000.parquet"
+            target = root / rel
+            target.parent.mkdir(parents=True, exist_ok=True)
+            body = rows.drop_columns(parts) if parts else rows
+            pq.write_table(body, target, store_schema=False, **self.options)
+            st = target.stat()
+            return AddAction(rel, st.st_size, dict(zip(parts, values)), st.st_mtime_ns // 1_000_000,
+                             True, _delta_stats(pq.read_metadata(target), body.num_rows))
+
+        if self.threads > 1 and len(groups) > 1:
+            with ThreadPoolExecutor(self.threads) as pool:
+                actions = list(pool.map(write, groups))
+        else:
+            actions = [write(g) for g in groups]
+        dt.create_write_transaction(actions, "append", arrow_schema(dt), parts)
+        dt.update_incremental()
+
+
+def _plain_schema(schema: pa.Schema) -> pa.Schema:
+    return pa.schema([pa.field(f.name, f.type.value_type, f.nullable, f.metadata)
+                      if pa.types.is_dictionary(f.type) else f for f in schema], metadata=schema.metadata)
+
+
+def decoded(data: pa.Table) -> pa.Table:
+    """`data` with its dictionary-encoded columns spelt out (delta-rs and DuckDB's key
+    probes take plain ones); `data` itself when it has none."""
+    if not any(pa.types.is_dictionary(f.type) for f in data.schema):
+        return data
+    return data.cast(_plain_schema(data.schema))
+
+
+_PLAIN_VALUE = re.compile(r"[A-Za-z0-9_+-][A-Za-z0-9_.+-]*")
+
+
+def _partition_runs(data: pa.Table, parts: list[str]) -> list[tuple[tuple, pa.Table]] | None:
+    """The rows as (partition values, rows) groups, slices of `data` when each partition's
+    rows are contiguous (sorted input, the usual case), else filtered out. None when a
+    value would need escaping in a path (or is null): delta-rs writes those."""
+    if not parts:
+        return [((), data)]
+    n = data.num_rows
+    if n == 0:
+        return []
+    columns = [data.column(c) for c in parts]
+    if any(c.null_count or not pa.types.is_string(c.type) for c in columns):
+        return None
+    # Where any partition value changes from one row to the next: a comparison of
+    # neighbours, cheaper than hashing every value.
+    change = np.zeros(n - 1, bool)
+    for c in columns:
+        change |= pc.not_equal(c.slice(1), c.slice(0, n - 1)).to_numpy(zero_copy_only=False)
+    bounds = np.concatenate([[0], np.flatnonzero(change) + 1, [n]])
+    runs = [(tuple(c[int(a)].as_py() for c in columns), int(a), int(b))
+            for a, b in zip(bounds[:-1], bounds[1:])]
+    if not all(_PLAIN_VALUE.fullmatch(v) for values, _, _ in runs for v in values):
+        return None
+    if len({values for values, _, _ in runs}) == len(runs):  # one run per partition
+        return [(values, data.slice(a, b - a)) for values, a, b in runs]
+    out = []
+    for values in dict.fromkeys(values for values, _, _ in runs):
+        mask = None
+        for c, v in zip(columns, values):
+            m = pc.equal(c, v)
+            mask = m if mask is None else pc.and_(mask, m)
+        out.append((values, data.filter(mask)))
+    return out
+
+
+def _delta_stats(meta: pq.FileMetaData, rows: int) -> str:
+    """Delta's per-file statistics from the Parquet footer: row count, and min, max and
+    null count of the top-level primitive columns whose statistics were written
+    (timestamps: null counts only)."""
+    lo, hi, nulls = {}, {}, {}
+    schema = meta.schema.to_arrow_schema()
+    for j in range(meta.num_columns):
+        name = meta.schema.column(j).path
+        if "." in name:
+            continue
+        kind = schema.field(name).type
+        per_group = [meta.row_group(g).column(j).statistics for g in range(meta.num_row_groups)]
+        if not per_group or any(s is None for s in per_group):
+            continue
+        nulls[name] = sum(s.null_count for s in per_group)
+        if pa.types.is_timestamp(kind) or not all(s.has_min_max for s in per_group):
+            continue
+        low, high = min(s.min for s in per_group), max(s.max for s in per_group)
+        # No infinities (JSON has none: delta-rs would then drop the file's statistics).
+        if all(isinstance(v, (str, int, bool)) or (isinstance(v, float) and math.isfinite(v))
+               for v in (low, high)):
+            lo[name], hi[name] = low, high
+    return json.dumps({"numRecords": rows, "minValues": lo, "maxValues": hi, "nullCount": nulls})
 
 
 _probe_lock = threading.Lock()
@@ -210,7 +341,7 @@ def _holds_any(dt: DeltaTable, data: pa.Table, keys: list[str],
     using = ", ".join(f'"{k}"' for k in keys)
     con = _probe_connection()
     try:
-        con.register("s", data.select(keys))
+        con.register("s", decoded(data.select(keys)))
         return bool(con.execute(f"SELECT 1 FROM (SELECT {using} FROM {scan_sql(dt, files)} WHERE {where}) "
                                 f"SEMI JOIN s USING ({using}) LIMIT 1").fetchall())
     finally:

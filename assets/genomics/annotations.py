@@ -39,21 +39,35 @@ class AnnotationFormat:
         fields have for it."""
         return tuple((col, tuple(n for n in names if n in self.fields)) for col, names in COLUMNS.items())
 
+    @cached_property
+    def picks(self) -> tuple[tuple[str, tuple[int, ...]], ...]:
+        """`columns` as positions in a row's values: a field named twice holds its last
+        value."""
+        last = {name: i for i, name in enumerate(self.fields)}
+        return tuple((col, tuple(last[n] for n in names)) for col, names in self.columns)
+
     def parse(self, value: str) -> list[dict]:
         """One INFO value (comma-separated annotations) → rows with our columns plus
         every field as JSON."""
         rows = []
-        padding = [""] * len(self.fields)
+        width = len(self.fields)
+        padding = [""] * width
         for n, entry in enumerate(_split_entries(value)):
             if self.key == "EFF":  # Effect(Impact|Class|...)
                 effect, _, rest = entry.partition("(")
                 parts = [effect] + rest.rstrip(")").split("|")
             else:
                 parts = entry.split("|")
-            fields = dict(zip(self.fields, [p.strip() for p in parts] + padding))
-            row = {col: next((fields[n_] for n_ in names if fields[n_]), None)
-                   for col, names in self.columns}
-            row.update(source=self.key, n=n, fields=orjson.dumps(fields).decode())
+            values = [p.strip() for p in parts] + padding if len(parts) < width else [p.strip() for p in parts]
+            row = {}
+            for col, at in self.picks:
+                row[col] = None
+                for i in at:
+                    if values[i]:
+                        row[col] = values[i]
+                        break
+            row.update(source=self.key, n=n,
+                       fields=orjson.dumps(dict(zip(self.fields, values))).decode())
             rows.append(row)
         return rows
 
