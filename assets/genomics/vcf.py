@@ -236,11 +236,8 @@ def _lists(parts: list[np.ndarray | None], n: int) -> pa.ListArray:
     per row, as `_list_array` of them stacked, without padding the narrower sites to the
     widest when no value is missing or padding (the usual batch: all AD present, with
     sites of two and of three alleles)."""
-    if all(p is not None for p in parts) and parts:
-        widths = {p.shape[1] for p in parts}
-        if len(widths) == 1:
-            flat = np.concatenate(parts).astype(np.int64, copy=False)
-            return _list_array(flat)
+    # One width: `_stack` pads nothing, so `_list_array` of it is the cheap way already.
+    if parts and all(p is not None for p in parts) and len({p.shape[1] for p in parts}) > 1:
         flat = np.concatenate([p.reshape(-1) for p in parts]).astype(np.int64)
         negative = flat < 0
         if not _padded(flat, negative):
