@@ -256,10 +256,12 @@ def _format_matrix(record, key: str, n: int) -> np.ndarray | None:
         return None
     if values.dtype.kind == "i" and values.ndim == 2:  # the usual case
         return values
-    if values.dtype.kind in "US":
-        values = np.array([[int(x) if str(x).lstrip("-").isdigit() else _MISSING
-                            for x in str(v if values.dtype.kind == "U" else v.decode()).split(",")][:1]
-                           for v in values.reshape(n, -1)[:, 0]])
+    if values.dtype.kind in "US":  # a field the header does not type: "12" or "3,9"
+        rows = [[int(x) if x.lstrip("-").isdigit() else _MISSING
+                 for x in (v if values.dtype.kind == "U" else v.decode()).split(",")]
+                for v in values.reshape(n, -1)[:, 0]]
+        width = max(map(len, rows))
+        values = np.array([row + [_END] * (width - len(row)) for row in rows])
     if values.dtype.kind == "f":
         values = np.where(np.isnan(values), _MISSING, values).astype(np.int64)
     return values.reshape(n, -1)
@@ -327,6 +329,9 @@ class _GenotypeBatch:
             phased = _stack([None if c is None else c[:, -1:] for c in self.calls], n, 0)[:, 0].astype(bool)
             has_gt = np.repeat(np.array([c is not None for c in self.calls]), n)
             codes = np.where(has_gt, _gt_codes(calls, phased), -1)
+        # A call of one allele has no phase. cyvcf2 reads its flag from the padding after
+        # it, which differs from file to file (htslib's vector-end of the GT width).
+        phased &= calls[:, 1] != -2 if calls.shape[1] > 1 else False
 
         def ints(parts):
             values = np.concatenate(parts).astype(np.int64)
