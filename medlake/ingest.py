@@ -109,6 +109,26 @@ class Batch:
         raise NotImplementedError
 
 
+class Rows(Batch):
+    """Rows as tuples in the order of `schema`'s columns (provenance aside): the cheapest
+    form for a parser to build, made Arrow column by column at the flush."""
+
+    def __init__(self, schema: pa.Schema, rows: list[tuple] | None = None):
+        self.schema, self.rows = schema, rows if rows is not None else []
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    @classmethod
+    def arrow(cls, batches: list["Rows"]) -> pa.Table:
+        schema = batches[0].schema
+        rows = [row for b in batches for row in b.rows]
+        if not rows:
+            return schema.empty_table()
+        return pa.Table.from_arrays([pa.array(column, f.type) for column, f in zip(zip(*rows), schema)],
+                                    schema=schema)
+
+
 @dataclass
 class Parsed:
     # table -> rows, as dicts, an Arrow table or a parser's Batch (provenance columns are
@@ -447,7 +467,7 @@ class _Buffer:
             stored = self._stored(spec.name, digests, all(p[2] for p in parts))
             if stored is None:  # keys not vouched for: one row per key, as MERGE needs
                 order = "last_updated" if "last_updated" in spec.schema.names else None
-                rows = _dedupe(rows, spec.keys, order)
+                rows = _dedupe(lake.decoded(rows), spec.keys, order)
             # Appended when none of the keys is stored yet (a new file's rows, the usual
             # case), MERGEd otherwise, e.g. over the rows a killed run left. Bronze has one
             # writer at a time (the lake_bronze pool).
@@ -508,10 +528,14 @@ def _with_provenance(schema: pa.Schema, parts: list[_Stamped], dictionaries: boo
     (`lake.merge` decodes them for the others): spelt out they are tens of MB per
     half-million rows, for a Parquet writer to hash back into one value."""
     names = list(parts[0].provenance)
-    rows = pa.concat_tables([_without(t, names) for t in _tables([part.rows for part in parts])],
-                            promote_options="permissive")
+    tables = [_without(t, names) for t in _tables([part.rows for part in parts])]
+    if not dictionaries or len({t.schema for t in tables}) > 1:
+        tables = [lake.decoded(t) for t in tables]
+    rows = pa.concat_tables(tables, promote_options="permissive")
     owner = pa.array(np.repeat(np.arange(len(parts), dtype=np.int32), [len(part) for part in parts]))
-    target = schema
+    # Dictionary columns the parser made stay so (`dictionaries`).
+    target = pa.schema([rows.schema.field(f.name) if f.name in rows.schema.names
+                        and pa.types.is_dictionary(rows.schema.field(f.name).type) else f for f in schema])
     for name in names:
         kind = schema.field(name).type
         values = pa.array([part.provenance[name] for part in parts], kind)

@@ -235,9 +235,13 @@ class ArrowWriter:
         dt.update_incremental()
 
 
+def _plain_type(kind: pa.DataType) -> pa.DataType:
+    return kind.value_type if pa.types.is_dictionary(kind) else kind
+
+
 def _plain_schema(schema: pa.Schema) -> pa.Schema:
-    return pa.schema([pa.field(f.name, f.type.value_type, f.nullable, f.metadata)
-                      if pa.types.is_dictionary(f.type) else f for f in schema], metadata=schema.metadata)
+    return pa.schema([pa.field(f.name, _plain_type(f.type), f.nullable, f.metadata) for f in schema],
+                     metadata=schema.metadata)
 
 
 def decoded(data: pa.Table) -> pa.Table:
@@ -261,13 +265,17 @@ def _partition_runs(data: pa.Table, parts: list[str]) -> list[tuple[tuple, pa.Ta
     if n == 0:
         return []
     columns = [data.column(c) for c in parts]
-    if any(c.null_count or not pa.types.is_string(c.type) for c in columns):
+    if any(c.null_count or not pa.types.is_string(_plain_type(c.type)) for c in columns):
         return None
     # Where any partition value changes from one row to the next: a comparison of
-    # neighbours, cheaper than hashing every value.
+    # neighbours (of a dictionary column's indexes), cheaper than hashing every value.
     change = np.zeros(n - 1, bool)
     for c in columns:
-        change |= pc.not_equal(c.slice(1), c.slice(0, n - 1)).to_numpy(zero_copy_only=False)
+        if pa.types.is_dictionary(c.type):
+            codes = c.combine_chunks().indices.to_numpy(zero_copy_only=False)
+            change |= codes[1:] != codes[:-1]
+        else:
+            change |= pc.not_equal(c.slice(1), c.slice(0, n - 1)).to_numpy(zero_copy_only=False)
     bounds = np.concatenate([[0], np.flatnonzero(change) + 1, [n]])
     runs = [(tuple(c[int(a)].as_py() for c in columns), int(a), int(b))
             for a, b in zip(bounds[:-1], bounds[1:])]
@@ -276,6 +284,7 @@ def _partition_runs(data: pa.Table, parts: list[str]) -> list[tuple[tuple, pa.Ta
     if len({values for values, _, _ in runs}) == len(runs):  # one run per partition
         return [(values, data.slice(a, b - a)) for values, a, b in runs]
     out = []
+    columns = [c.cast(_plain_type(c.type)) for c in columns]
     for values in dict.fromkeys(values for values, _, _ in runs):
         mask = None
         for c, v in zip(columns, values):

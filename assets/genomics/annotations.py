@@ -26,6 +26,8 @@ COLUMNS = {
     "hgvs_p": ("HGVSp", "HGVS.p", "Amino_Acid_change", "Amino_Acid_Change"),
 }
 KEYS = ("CSQ", "ANN", "EFF")
+# An annotation row's columns, in order.
+ROW = ("source", "n", *COLUMNS, "fields")
 
 
 @dataclass(frozen=True)
@@ -49,26 +51,32 @@ class AnnotationFormat:
     def parse(self, value: str) -> list[dict]:
         """One INFO value (comma-separated annotations) → rows with our columns plus
         every field as JSON."""
+        return [dict(zip(ROW, row)) for row in self.rows(value)]
+
+    def rows(self, value: str) -> list[tuple]:
+        """`parse` as tuples in `ROW` order: what ingestion keeps (no dict per row)."""
         rows = []
         width = len(self.fields)
         padding = [""] * width
+        picks = [at for _, at in self.picks]
         for n, entry in enumerate(_split_entries(value)):
             if self.key == "EFF":  # Effect(Impact|Class|...)
                 effect, _, rest = entry.partition("(")
                 parts = [effect] + rest.rstrip(")").split("|")
             else:
                 parts = entry.split("|")
-            values = [p.strip() for p in parts] + padding if len(parts) < width else [p.strip() for p in parts]
-            row = {}
-            for col, at in self.picks:
-                row[col] = None
+            values = [p.strip() for p in parts]
+            if len(values) < width:
+                values += padding
+            picked = []  # each column's first non-empty field among the names it may have
+            for at in picks:
                 for i in at:
                     if values[i]:
-                        row[col] = values[i]
+                        picked.append(values[i])
                         break
-            row.update(source=self.key, n=n,
-                       fields=orjson.dumps(dict(zip(self.fields, values))).decode())
-            rows.append(row)
+                else:
+                    picked.append(None)
+            rows.append((self.key, n, *picked, orjson.dumps(dict(zip(self.fields, values))).decode()))
         return rows
 
 

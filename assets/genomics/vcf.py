@@ -18,6 +18,7 @@ import gzip
 import io
 import math
 from collections.abc import Iterator
+from itertools import groupby
 from pathlib import Path
 
 import cyvcf2
@@ -26,9 +27,9 @@ import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from assets.genomics.annotations import AnnotationFormat, header_formats
-from medlake.ingest import Modality, Parsed, Problem, TableSpec
-from medlake.lake import ArrowWriter
+from assets.genomics.annotations import ROW, AnnotationFormat, header_formats
+from medlake.ingest import Batch, Modality, Parsed, Problem, Rows, TableSpec
+from medlake.lake import ArrowWriter, decoded
 
 BATCH_GENOTYPES = 50_000
 BATCH_SITES = 1_000
@@ -103,6 +104,11 @@ SAMPLES = TableSpec(
                 "MRN, which links genotypes to person_key. Holds identifiers.",
 )
 
+# The parser's columns (the engine adds the provenance ones).
+_SITE = pa.schema(list(VARIANTS.schema)[:-len(_PROVENANCE)])
+_ANNOTATION = pa.schema(list(ANNOTATIONS.schema)[:-len(_PROVENANCE)])
+assert _ANNOTATION.names[2:] == list(ROW)
+
 # htslib's int32 sentinels for a missing value and for the end of a shorter vector
 _MISSING, _END = -2147483648, -2147483647
 
@@ -158,13 +164,22 @@ def gt_text(alleles: np.ndarray, phased: bool) -> str | None:
 
 
 # A call as one integer: allele indexes (+2, so padding is 0 and missing is 1) as base-64
-# digits, first allele lowest, times two plus the phase bit. -1 means no GT at all.
+# digits, first allele lowest, times two plus the phase bit. -1 means no GT at all. Ten
+# digits fit in an int64, so calls of up to 61 alleles and ploidy 10.
+_GT_BASE, _GT_DIGITS = 64, 10
+
+
 def _gt_codes(alleles: np.ndarray, phased: np.ndarray) -> np.ndarray:
-    digits = np.clip(alleles.astype(np.int64) + 2, 0, 63)
-    code = np.zeros(len(alleles), np.int64)
-    for j in range(digits.shape[1] - 1, -1, -1):
-        code = code * 64 + digits[:, j]
-    return code * 2 + phased
+    # int32 while it holds (ploidy 4): half the memory traffic of int64, and cheaper to hash
+    kind = np.int32 if alleles.shape[1] <= 4 else np.int64
+    code = np.zeros(len(alleles), kind)
+    for j in range(alleles.shape[1] - 1, -1, -1):
+        code *= _GT_BASE
+        code += alleles[:, j]
+        code += 2
+    code *= 2
+    code += phased
+    return code
 
 
 def _gt_from_code(code: int) -> str | None:
@@ -173,7 +188,7 @@ def _gt_from_code(code: int) -> str | None:
     phased, code = code & 1, code >> 1
     alleles = []
     while code:
-        code, digit = divmod(code, 64)
+        code, digit = divmod(code, _GT_BASE)
         alleles.append(digit - 2)
     return gt_text(np.array(alleles), bool(phased))
 
@@ -187,38 +202,41 @@ def _row_counts(mask: np.ndarray) -> np.ndarray:
     return counts
 
 
-def _list_array(values: np.ndarray) -> pa.ListArray:
-    """A (rows, k) integer matrix → a list<int64> per row, dropping htslib's vector-end
-    padding (-2 in GT, its END sentinel elsewhere) and making missing values null. A row
-    with no values at all (no GT, no AD) is null, not an empty list."""
-    flat = values.reshape(-1)
-    negative = flat < 0
-    if not _padded(flat, negative):  # the usual batch: nothing to drop, nulls at most
-        offsets = np.arange(0, flat.size + 1, values.shape[1], dtype=np.int32)
-        return pa.ListArray.from_arrays(pa.array(offsets), _int_array(flat, negative))
-    keep = (values != -2) & (values != _END)
-    if keep.all():  # no padding to drop
-        flat, lengths = values.ravel(), None
-    else:
-        flat, lengths = values[keep], _row_counts(keep)
-    missing = (flat == -1) | (flat == _MISSING)
-    items = pa.array(flat, pa.int64(), mask=missing if missing.any() else None)
-    if lengths is None:
-        offsets = np.arange(0, flat.size + 1, values.shape[1], dtype=np.int32)
-        return pa.ListArray.from_arrays(pa.array(offsets), items)
+def _ragged(parts: list[np.ndarray | None], rows: int, pad: int) -> pa.ListArray:
+    """Per-site (rows, k_i) integer matrices (None: the site lacks the field) → one
+    list<int64> per row, without htslib's padding after a shorter vector (`pad`: -2 in GT,
+    its END sentinel elsewhere). Negative values (missing) are null items, and a row with
+    no values at all (no GT, no AD) is null, not an empty list. Sites of different widths
+    are never padded to the widest: each row's length comes from its own site."""
+    shapes = [0 if p is None else p.shape[1] for p in parts]
+    present = [p.reshape(-1) for p in parts if p is not None]
+    if not present:
+        return pa.nulls(len(parts) * rows, pa.list_(pa.int64()))
+    flat = np.concatenate(present) if len(present) > 1 else present[0]
+    keep = flat != pad
+    if keep.all() and len(set(shapes)) == 1:  # the usual batch: one width, nothing to drop
+        values = flat.astype(np.int64)
+        offsets = np.arange(0, len(values) + 1, shapes[0], dtype=np.int32)
+        return pa.ListArray.from_arrays(pa.array(offsets), _int_array(values, values < 0))
+    widths = np.repeat(np.array(shapes, np.int64), rows)
+    if keep.all():
+        lengths = widths
+    elif len(set(shapes)) == 1:  # one width: count each row's padding column by column
+        lengths = widths - _row_counts(~keep.reshape(-1, shapes[0]))
+        flat = flat[keep]
+    else:  # padding trails a row's values: count each row's kept ones
+        bounds = np.zeros(len(widths) + 1, np.int64)
+        np.cumsum(widths, out=bounds[1:])
+        kept = np.zeros(len(flat) + 1, np.int64)
+        np.cumsum(keep, out=kept[1:])
+        lengths = kept[bounds[1:]] - kept[bounds[:-1]]
+        flat = flat[keep]
     offsets = np.zeros(len(lengths) + 1, np.int32)
-    np.cumsum(lengths, out=offsets[1:])
+    np.cumsum(lengths, out=offsets[1:], dtype=np.int32)
+    values = flat.astype(np.int64)
     empty = lengths == 0
-    return pa.ListArray.from_arrays(pa.array(offsets), items, mask=pa.array(empty) if empty.any() else None)
-
-
-def _padded(flat: np.ndarray, negative: np.ndarray) -> bool:
-    """Whether htslib's negative values hold anything but missing values (-1, its
-    MISSING sentinel): vector-end padding, or a negative number read from the file."""
-    if not negative.any():
-        return False
-    odd = flat[negative]
-    return not ((odd == -1) | (odd == _MISSING)).all()
+    return pa.ListArray.from_arrays(pa.array(offsets), _int_array(values, values < 0),
+                                    mask=pa.array(empty) if empty.any() else None)
 
 
 def _int_array(values: np.ndarray, missing: np.ndarray) -> pa.Array:
@@ -229,23 +247,6 @@ def _int_array(values: np.ndarray, missing: np.ndarray) -> pa.Array:
         return pa.array(values)
     valid = np.packbits(~missing, bitorder="little")
     return pa.Array.from_buffers(pa.int64(), len(values), [pa.py_buffer(valid), pa.py_buffer(values)])
-
-
-def _lists(parts: list[np.ndarray | None], n: int) -> pa.ListArray:
-    """Per-site (n, k_i) int matrices (None: the site lacks the field) → one list<int64>
-    per row, as `_list_array` of them stacked, without padding the narrower sites to the
-    widest when no value is missing or padding (the usual batch: all AD present, with
-    sites of two and of three alleles)."""
-    # One width: `_stack` pads nothing, so `_list_array` of it is the cheap way already.
-    if parts and all(p is not None for p in parts) and len({p.shape[1] for p in parts}) > 1:
-        flat = np.concatenate([p.reshape(-1) for p in parts]).astype(np.int64)
-        negative = flat < 0
-        if not _padded(flat, negative):
-            lengths = np.repeat(np.array([p.shape[1] for p in parts], np.int32), n)
-            offsets = np.zeros(len(lengths) + 1, np.int32)
-            np.cumsum(lengths, out=offsets[1:])
-            return pa.ListArray.from_arrays(pa.array(offsets), _int_array(flat, negative))
-    return _list_array(_stack(parts, n, _END))
 
 
 def _format_matrix(record, key: str, n: int) -> np.ndarray | None:
@@ -281,24 +282,58 @@ def _stack(parts: list[np.ndarray | None], n: int, fill: int) -> np.ndarray:
     return out.reshape(len(parts) * n, width)
 
 
-class _GenotypeBatch:
-    """Per-site numpy matrices, decoded into Arrow columns once per batch (one numpy pass
-    over the batch rather than one per site)."""
+class _Samples:
+    """What every piece of one file's calls shares: its samples, as the dictionary of the
+    sample_id column, and the text of each GT code met so far."""
 
     def __init__(self, samples: list[str]):
-        self.samples = np.array(samples, dtype=object)
-        self.sample_ids = pa.array(samples, pa.string())
-        self.tiled = pa.array([], pa.string())  # see `sample_column`
+        self.ids = pa.array(samples, pa.string())
+        self.n = len(samples)
         self.gt_known: dict[int, str | None] = {}  # GT code -> text, for the whole file
-        self.clear()
+        self.tiled = np.zeros(0, np.int32)  # see `column`
 
-    def clear(self) -> None:
+    def column(self, sites: int) -> pa.DictionaryArray:
+        """The sample ids once per site, as indexes into the samples: a slice of one index
+        array kept for the largest flush (flushes mostly hold the same number of sites)."""
+        if len(self.tiled) < sites * self.n:
+            self.tiled = np.tile(np.arange(self.n, dtype=np.int32), sites)
+        return pa.DictionaryArray.from_arrays(self.tiled[:sites * self.n], self.ids)
+
+    def gt(self, codes: np.ndarray) -> pa.DictionaryArray:
+        """GT text for each code, as a dictionary column: a cohort has few distinct calls
+        (0/0, 0|1, ./.), so each is formatted once per file and the rest is hashing."""
+        distinct = pc.dictionary_encode(pa.array(codes))  # cheaper than np.unique
+        known = self.gt_known
+        texts = [known[c] if c in known else known.setdefault(c, _gt_from_code(c))
+                 for c in distinct.dictionary.to_pylist()]
+        indices = distinct.indices.to_numpy()
+        absent = [i for i, t in enumerate(texts) if t is None]  # no GT: a null, not a value
+        if absent:
+            mask = np.isin(indices, absent)
+            indices = pa.array(indices, mask=mask)
+            texts = [t or "" for t in texts]
+        if len(set(texts)) < len(texts):  # a dictionary holds each value once
+            return pa.array(texts, pa.string()).take(indices).dictionary_encode()
+        return pa.DictionaryArray.from_arrays(indices, pa.array(texts, pa.string()))
+
+
+class _Calls(Batch):
+    """One piece of a file's calls, as the per-site numpy matrices cyvcf2 returns. They
+    become Arrow at the flush, on the writer thread and for the whole flush at once
+    (`arrow`): one numpy pass over many sites, mostly outside the GIL, while this thread
+    reads on. The strings repeated per call (sample, variant, chromosome, GT) are
+    dictionary columns, written to Parquet as the dictionaries they are."""
+
+    def __init__(self, samples: _Samples):
+        self.samples = samples
         self.vids, self.chroms, self.calls, self.dp, self.gq, self.ad = [], [], [], [], [], []
-        self.size = 0
+
+    def __len__(self) -> int:
+        return len(self.vids) * self.samples.n
 
     def add(self, record, vid: str, chrom: str, fmt: list[str]) -> None:
         """One record's calls; `fmt` is its FORMAT keys."""
-        n = len(self.samples)
+        n = self.samples.n
         self.calls.append(record.genotype.array() if "GT" in fmt else None)
         for key, out in (("DP", self.dp), ("GQ", self.gq)):
             m = _format_matrix(record, key, n) if key in fmt else None
@@ -306,59 +341,64 @@ class _GenotypeBatch:
         self.ad.append(_format_matrix(record, "AD", n) if "AD" in fmt else None)
         self.vids.append(vid)
         self.chroms.append(chrom)
-        self.size += n
 
-    def gt_texts(self, codes: np.ndarray) -> pa.Array:
-        """GT text for the batch: a cohort has few distinct calls (0/0, 0|1, ./.), so each
-        distinct call is formatted once per file and the rest is a lookup."""
-        distinct = pc.dictionary_encode(pa.array(codes))  # hashing: cheaper than np.unique
-        known = self.gt_known
-        texts = [known[c] if c in known else known.setdefault(c, _gt_from_code(c))
-                 for c in distinct.dictionary.to_pylist()]
-        return pa.array(texts, pa.string()).take(distinct.indices)
+    @classmethod
+    def arrow(cls, batches: list["_Calls"]) -> pa.Table:
+        tables = []
+        for samples, run in groupby(batches, key=lambda b: b.samples):
+            whole = cls(samples)
+            for b in run:
+                for name in ("vids", "chroms", "calls", "dp", "gq", "ad"):
+                    getattr(whole, name).extend(getattr(b, name))
+            tables.append(whole.table())
+        if len({t.schema for t in tables}) > 1:  # a column spelt out in one file's table
+            tables = [decoded(t) for t in tables]
+        return tables[0] if len(tables) == 1 else pa.concat_tables(tables)
 
     def table(self) -> pa.Table:
-        n, sites = len(self.samples), len(self.vids)
+        samples, n, sites = self.samples, self.samples.n, len(self.vids)
         # GT: allele indexes padded with -2 (as htslib pads mixed ploidy); the phase bit last.
+        alleles = [None if c is None else c[:, :-1] for c in self.calls]
         if all(c is not None for c in self.calls) and len({c.shape[1] for c in self.calls}) == 1:
             whole = np.concatenate(self.calls)  # the usual batch: every site one ploidy
-            calls, phased = whole[:, :-1].astype(np.int64), whole[:, -1].astype(bool)
-            codes = _gt_codes(calls, phased)
+            calls, phased, has_gt = whole[:, :-1], whole[:, -1].astype(bool), None
         else:
-            calls = _stack([None if c is None else c[:, :-1] for c in self.calls], n, -2)
+            calls = _stack(alleles, n, -2)
             phased = _stack([None if c is None else c[:, -1:] for c in self.calls], n, 0)[:, 0].astype(bool)
             has_gt = np.repeat(np.array([c is not None for c in self.calls]), n)
-            codes = np.where(has_gt, _gt_codes(calls, phased), -1)
         # A call of one allele has no phase. cyvcf2 reads its flag from the padding after
         # it, which differs from file to file (htslib's vector-end of the GT width).
         phased &= calls[:, 1] != -2 if calls.shape[1] > 1 else False
+        if calls.shape[1] <= _GT_DIGITS and (whole if has_gt is None else calls).max(initial=0) < _GT_BASE - 2:
+            codes = _gt_codes(calls, phased)
+            gt = samples.gt(codes if has_gt is None else np.where(has_gt, codes, -1))
+        else:  # more alleles or a higher ploidy than a code holds: text call by call
+            present = np.ones(len(calls), bool) if has_gt is None else has_gt
+            gt = pa.array([gt_text(c, p) if h else None for c, p, h in zip(calls, phased, present)],
+                          pa.string())
 
         def ints(parts):
             values = np.concatenate(parts).astype(np.int64)
             return _int_array(values, values < 0)
 
-        # Strings repeated per call are taken from the short per-site/per-sample arrays in
-        # Arrow, never built as Python objects per call.
-        site = pa.array(np.repeat(np.arange(sites, dtype=np.int32), n))
+        site = np.repeat(np.arange(sites, dtype=np.int32), n)
+        vids = pa.array(self.vids, pa.string())
+        chroms = list(dict.fromkeys(self.chroms))
+        code = {c: i for i, c in enumerate(chroms)}
         return pa.table({
-            "sample_id": self.sample_column(sites),
-            "variant_id": pa.array(self.vids, pa.string()).take(site),
-            "chrom": pa.array(self.chroms, pa.string()).take(site),
-            "gt": self.gt_texts(codes),
-            "alleles": _list_array(calls),
+            "sample_id": samples.column(sites),
+            # A repeated record would repeat a dictionary value; the engine spells it out.
+            "variant_id": pa.DictionaryArray.from_arrays(site, vids) if len(set(self.vids)) == sites
+                          else vids.take(site),
+            "chrom": pa.DictionaryArray.from_arrays(
+                np.repeat(np.array([code[c] for c in self.chroms], np.int32), n), pa.array(chroms)),
+            "gt": gt,
+            "alleles": _ragged([calls] if has_gt is None else alleles, len(calls) if has_gt is None else n, -2),
             "phased": pa.array(phased),
             "alt_count": pa.array(_row_counts(calls > 0)),
             "dp": ints(self.dp), "gq": ints(self.gq),
-            "ad": _lists(self.ad, n),
+            "ad": _ragged(self.ad, n, _END),
         })
-
-    def sample_column(self, sites: int) -> pa.Array:
-        """The sample ids once per site: a slice of one array kept for the largest batch
-        (batches mostly hold the same number of sites)."""
-        n = len(self.samples)
-        if len(self.tiled) < sites * n:
-            self.tiled = self.sample_ids.take(np.tile(np.arange(n), sites))
-        return self.tiled.slice(0, sites * n)
 
 
 # ------------------------------------------------------------------ the file
@@ -369,28 +409,24 @@ def _header_infos(vcf) -> dict[str, str]:
             if h.type == "INFO"}
 
 
-def _site(record, vid: str, chrom: str, pos: int, ref: str, alt: list[str], info: dict) -> dict:
+def _site(record, vid: str, chrom: str, pos: int, ref: str, alt: list[str], info: dict) -> tuple:
+    """A `bronze.vcf_variants` row, its columns in `_SITE` order."""
     gene = info.get("GENEINFO")
-    return dict(
-        variant_id=vid, chrom=chrom, pos=pos, ref=ref,
-        alt=",".join(alt), id=record.ID,
-        qual=None if record.QUAL is None else float(record.QUAL),
-        filters=record.FILTER or "PASS", info=orjson.dumps(info).decode(),
-        af=_floats(info.get("AF")), dp=_int(info.get("DP")),
-        clnsig=_text(info.get("CLNSIG")),
-        gene=str(gene).split(":")[0] if gene else None,
-        csq=_text(info.get("CSQ")) or _text(info.get("ANN")) or _text(info.get("EFF")),
-    )
+    qual = record.QUAL
+    return (vid, chrom, pos, ref, ",".join(alt), record.ID, None if qual is None else float(qual),
+            record.FILTER or "PASS", orjson.dumps(info).decode(), _floats(info.get("AF")),
+            _int(info.get("DP")), _text(info.get("CLNSIG")),
+            str(gene).split(":")[0] if gene else None,
+            _text(info.get("CSQ")) or _text(info.get("ANN")) or _text(info.get("EFF")))
 
 
-def _annotations(info: dict, vid: str, chrom: str, formats: list[AnnotationFormat]) -> list[dict]:
+def _annotations(info: dict, vid: str, chrom: str, formats: list[AnnotationFormat]) -> list[tuple]:
+    """`bronze.vcf_annotations` rows, their columns in `_ANNOTATION` order."""
     rows = []
     for fmt in formats:
         value = info.get(fmt.key)
         if value:
-            for row in fmt.parse(value):
-                row.update(variant_id=vid, chrom=chrom)
-                rows.append(row)
+            rows += [(vid, chrom, *row) for row in fmt.rows(value)]
     return rows
 
 
@@ -430,7 +466,8 @@ def stream_vcf(path: Path, batch_genotypes: int | None = None,
         return
     formats = header_formats(_header_infos(vcf))
     samples = list(vcf.samples)
-    genotypes = _GenotypeBatch(samples)
+    shared = _Samples(samples)
+    genotypes = _Calls(shared)
     # New ids vouch for distinct keys (medlake.ingest): the engine then skips its checks.
     new_ids, unique_samples = _NewIds(), len(set(samples)) == len(samples)
     sites, annotations = [], []
@@ -446,17 +483,17 @@ def stream_vcf(path: Path, batch_genotypes: int | None = None,
             sites.append(_site(record, vid, chrom, pos, ref, alt, info))
             if formats:
                 annotations += _annotations(info, vid, chrom, formats)
-            if genotypes.samples.size:
+            if shared.n:
                 genotypes.add(record, vid, chrom, record.FORMAT)
             if len(sites) >= batch_sites:
                 yield _piece(sites, annotations, genotypes, new_ids.ok, unique_samples)
                 sites, annotations = [], []
-                genotypes.clear()
-            elif genotypes.size >= batch_genotypes:
+                genotypes = _Calls(shared)
+            elif len(genotypes) >= batch_genotypes:
                 # Sites travel in pieces of their own size (about one flush of genotypes
                 # at a few hundred samples), not with every genotype piece.
                 yield _piece([], [], genotypes, new_ids.ok, unique_samples)
-                genotypes.clear()
+                genotypes = _Calls(shared)
     except Exception as e:
         yield Parsed(problems=[Problem(_record_error(path, n + 1, len(vcf.samples), e))], fatal=True)
         return
@@ -466,11 +503,11 @@ def stream_vcf(path: Path, batch_genotypes: int | None = None,
         yield _piece(sites, annotations, genotypes, new_ids.ok, unique_samples)
 
 
-def _piece(sites: list[dict], annotations: list[dict], genotypes: _GenotypeBatch,
+def _piece(sites: list[tuple], annotations: list[tuple], genotypes: _Calls,
            new_ids: bool, unique_samples: bool) -> Parsed:
-    rows = {VARIANTS.name: sites, ANNOTATIONS.name: annotations} if sites else {}
-    if genotypes.size:
-        rows[GENOTYPES.name] = genotypes.table()
+    rows = {VARIANTS.name: Rows(_SITE, sites), ANNOTATIONS.name: Rows(_ANNOTATION, annotations)} if sites else {}
+    if len(genotypes):
+        rows[GENOTYPES.name] = genotypes
     distinct = {VARIANTS.name, ANNOTATIONS.name} | ({GENOTYPES.name} if unique_samples else set())
     return Parsed(rows=rows, distinct=frozenset(distinct if new_ids else ()))
 
