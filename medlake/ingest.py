@@ -59,7 +59,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-from deltalake import WriterProperties
+from deltalake import DeltaTable, WriterProperties
 
 from medlake import lake
 
@@ -369,6 +369,14 @@ class _Writer:
     def __init__(self):
         self.pool = ThreadPoolExecutor(1, thread_name_prefix="bronze-writer")
         self.pending: Future | None = None
+        # Open tables, kept current by the writes (on the writer thread only): reopening
+        # one per flush replays its log each time.
+        self.handles: dict[str, DeltaTable] = {}
+
+    def table(self, name: str) -> DeltaTable:
+        if name not in self.handles:
+            self.handles[name] = lake.open_table(name)
+        return self.handles[name]
 
     def __enter__(self):
         return self
@@ -434,6 +442,7 @@ class _Buffer:
             self.writer.submit(lambda: self._delete(digest))
 
     def _delete(self, digest: str) -> None:
+        self.writer.handles.clear()  # the deletes below commit through handles of their own
         for name in self.tables:
             deleted = lake.delete(name, f"source_sha256 = '{digest}'")
             self.summary.rows[name] = self.summary.rows.get(name, 0) - deleted
@@ -472,7 +481,8 @@ class _Buffer:
             # case), MERGEd otherwise, e.g. over the rows a killed run left. Bronze has one
             # writer at a time (the lake_bronze pool).
             result = lake.merge(spec.name, rows, spec.keys, spec.update_when, sole_writer=True,
-                                stored_files=stored, writer_properties=spec.writer_properties)
+                                stored_files=stored, writer_properties=spec.writer_properties,
+                                handle=self.writer.table(spec.name))
             if not result.appended:
                 for d in digests:
                     self.before[(spec.name, d)] = None
@@ -490,7 +500,7 @@ class _Buffer:
             return None
         (digest,) = digests
         if (table, digest) not in self.before:  # the file's first rows in this table
-            dt = lake.open_table(table)
+            dt = self.writer.table(table)
             self.before[(table, digest)] = dt.file_uris() if dt is not None else []
         return self.before[(table, digest)] if vouched else None
 
@@ -753,7 +763,8 @@ def _finish_chunk(buffer: _Buffer, batches: list, quarantine: list[dict], ledger
     if quarantine:
         lake.merge(QUARANTINE, _dedupe(pa.Table.from_pylist(quarantine, QUARANTINE_SCHEMA),
                                        ["source_uri", "source_sha256"], None),
-                   ["source_uri", "source_sha256"], sole_writer=True)
+                   ["source_uri", "source_sha256"], sole_writer=True,
+                   handle=buffer.writer.table(QUARANTINE))
     # Last: only now are these files done. See the module docstring.
     lake.merge(INGEST_LOG, pa.Table.from_pylist(ledger, LOG_SCHEMA),
-               ["source_uri", "source_sha256"], sole_writer=True)
+               ["source_uri", "source_sha256"], sole_writer=True, handle=buffer.writer.table(INGEST_LOG))

@@ -140,7 +140,8 @@ class WriteResult:
 def merge(table: str, data: pa.Table, keys: list[str], update_when: str | None = None,
           retries: int = 5, *, sole_writer: bool = False,
           stored_files: list[str] | None = None,
-          writer_properties: WriterProperties | ArrowWriter | None = None) -> WriteResult:
+          writer_properties: WriterProperties | ArrowWriter | None = None,
+          handle: DeltaTable | None = None) -> WriteResult:
     """Upsert `data` on `keys`. Rows that match and satisfy `update_when` (SQL over
     `s` source and `t` target) replace the target row; new keys are inserted.
 
@@ -158,8 +159,11 @@ def merge(table: str, data: pa.Table, keys: list[str], update_when: str | None =
     `writer_properties`: how the new Parquet files are encoded (codec, dictionaries);
     delta-rs's defaults when not given. An `ArrowWriter` has appends written by
     pyarrow's Parquet writer instead (a MERGE then uses delta-rs's defaults).
+
+    `handle`: the table, already open and current (a sole writer keeps one per table:
+    opening a table replays its log, ~10 ms that hold the GIL); kept current here.
     """
-    dt = ensure(table, _plain_schema(data.schema))
+    dt = handle if handle is not None else ensure(table, _plain_schema(data.schema))
     if data.num_rows == 0:
         return WriteResult(table, dt.version())
     if sole_writer and not _holds_any(dt, data, keys, stored_files):
@@ -183,14 +187,14 @@ def merge(table: str, data: pa.Table, keys: list[str], update_when: str | None =
             if update_when:
                 m = m.when_matched_update_all(predicate=update_when)
             metrics = m.when_not_matched_insert_all().execute()
-            return WriteResult(table, DeltaTable(uri(table)).version(),
+            return WriteResult(table, dt.version(),  # the merge moved `dt` to its commit
                                metrics.get("num_target_rows_inserted", 0),
                                metrics.get("num_target_rows_updated", 0))
         except CommitFailedError:
             if attempt == retries - 1:
                 raise
             time.sleep(0.2 * 2 ** attempt)
-            dt = DeltaTable(uri(table))
+            dt.update_incremental()
     raise AssertionError("unreachable")
 
 

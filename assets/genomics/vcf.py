@@ -69,12 +69,14 @@ GENOTYPES = TableSpec(
     partition_by=["chrom"],
     # pyarrow's writer at a third of delta-rs's CPU here (README, VCF benchmark): strings
     # as dictionaries, integers delta-encoded (17% less CPU than plain, half the bytes),
-    # statistics for the keys only, and a flush's chromosome files written side by side.
+    # and a flush's chromosome files written side by side. Statistics for variant_id
+    # only: they let a MERGE skip files, while every file holds every sample, so
+    # sample_id's would prune nothing (and cost a hash of the column per file).
     writer_properties=ArrowWriter(dict(
         use_dictionary=["sample_id", "variant_id", "gt", "source_uri", "source_sha256", "batch_id"],
         column_encoding={c: "DELTA_BINARY_PACKED" for c in [
             "alleles.list.element", "ad.list.element", "alt_count", "dp", "gq", "ingested_at"]},
-        write_statistics=["sample_id", "variant_id"]), threads=2),
+        write_statistics=["variant_id"]), threads=2),
     description="Genotype calls in long form, one row per (sample_id, variant_id): GT text, "
                 "allele indexes (null = missing), phasing, alt allele count, DP, GQ, AD. "
                 "Partitioned by chromosome.",
