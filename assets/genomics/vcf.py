@@ -2,10 +2,11 @@
 `bronze.vcf_genotypes`, `bronze.vcf_annotations` and `bronze.vcf_samples`.
 
 htslib (through cyvcf2) does the parsing. A file is streamed: every `BATCH_GENOTYPES`
-genotypes become one piece of Arrow columns that the ingest engine merges, and the sites
-and their annotations travel in pieces of `BATCH_SITES`, so memory stays bounded whatever
-the file size. Genotypes are decoded with numpy once per batch, never as Python objects
-per call.
+genotypes become one piece that the ingest engine buffers and merges, and the sites and
+their annotations travel in pieces of `BATCH_SITES`, so memory stays bounded whatever
+the file size. A piece of calls is the per-site numpy matrices cyvcf2 returns; they
+become Arrow columns at the flush, on the engine's writer thread, with numpy over the
+whole flush, never as Python objects per call (`_Calls`).
 
 A record htslib rejects quarantines the whole file, naming the line and what is wrong
 with it (the engine deletes whatever of the file had already landed), because a VCF
