@@ -42,11 +42,11 @@ class AnnotationFormat:
         return tuple((col, tuple(n for n in names if n in self.fields)) for col, names in COLUMNS.items())
 
     @cached_property
-    def picks(self) -> tuple[tuple[str, tuple[int, ...]], ...]:
-        """`columns` as positions in a row's values: a field named twice holds its last
-        value."""
+    def picks(self) -> tuple[tuple[int, ...], ...]:
+        """`columns`, in order, as positions in a row's values: a field named twice holds
+        its last value."""
         last = {name: i for i, name in enumerate(self.fields)}
-        return tuple((col, tuple(last[n] for n in names)) for col, names in self.columns)
+        return tuple(tuple(last[n] for n in names) for _, names in self.columns)
 
     def parse(self, value: str) -> list[dict]:
         """One INFO value (comma-separated annotations) → rows with our columns plus
@@ -58,7 +58,6 @@ class AnnotationFormat:
         rows = []
         width = len(self.fields)
         padding = [""] * width
-        picks = [at for _, at in self.picks]
         for n, entry in enumerate(_split_entries(value)):
             if self.key == "EFF":  # Effect(Impact|Class|...)
                 effect, _, rest = entry.partition("(")
@@ -69,7 +68,7 @@ class AnnotationFormat:
             if len(values) < width:
                 values += padding
             picked = []  # each column's first non-empty field among the names it may have
-            for at in picks:
+            for at in self.picks:
                 for i in at:
                     if values[i]:
                         picked.append(values[i])

@@ -220,14 +220,15 @@ def _ragged(parts: list[np.ndarray | None], rows: int, pad: int) -> pa.ListArray
         return pa.nulls(len(parts) * rows, pa.list_(pa.int64()))
     flat = np.concatenate(present) if len(present) > 1 else present[0]
     keep = flat != pad
-    if keep.all() and len(set(shapes)) == 1:  # the usual batch: one width, nothing to drop
+    unpadded, one_width = keep.all(), len(set(shapes)) == 1
+    if unpadded and one_width:  # the usual batch: nothing to drop
         values = flat.astype(np.int64)
         offsets = np.arange(0, len(values) + 1, shapes[0], dtype=np.int32)
         return pa.ListArray.from_arrays(pa.array(offsets), _int_array(values, values < 0))
     widths = np.repeat(np.array(shapes, np.int64), rows)
-    if keep.all():
+    if unpadded:
         lengths = widths
-    elif len(set(shapes)) == 1:  # one width: count each row's padding column by column
+    elif one_width:  # count each row's padding column by column
         lengths = widths - _row_counts(~keep.reshape(-1, shapes[0]))
         flat = flat[keep]
     else:  # padding trails a row's values: count each row's kept ones
@@ -364,18 +365,23 @@ class _Calls(Batch):
     def table(self) -> pa.Table:
         samples, n, sites = self.samples, self.samples.n, len(self.vids)
         # GT: allele indexes padded with -2 (as htslib pads mixed ploidy); the phase bit last.
-        alleles = [None if c is None else c[:, :-1] for c in self.calls]
+        # `calls` is one (calls, ploidy) matrix; the list column is built from `parts` of
+        # `rows` calls each, without the padding.
         if all(c is not None for c in self.calls) and len({c.shape[1] for c in self.calls}) == 1:
             whole = np.concatenate(self.calls)  # the usual batch: every site one ploidy
             calls, phased, has_gt = whole[:, :-1], whole[:, -1].astype(bool), None
+            parts, rows = [calls], len(calls)
+            top = whole.max(initial=0)  # the phase column is 0 or 1: it never decides
         else:
-            calls = _stack(alleles, n, -2)
+            parts, rows = [None if c is None else c[:, :-1] for c in self.calls], n
+            calls = _stack(parts, n, -2)
             phased = _stack([None if c is None else c[:, -1:] for c in self.calls], n, 0)[:, 0].astype(bool)
             has_gt = np.repeat(np.array([c is not None for c in self.calls]), n)
+            top = calls.max(initial=0)
         # A call of one allele has no phase. cyvcf2 reads its flag from the padding after
         # it, which differs from file to file (htslib's vector-end of the GT width).
         phased &= calls[:, 1] != -2 if calls.shape[1] > 1 else False
-        if calls.shape[1] <= _GT_DIGITS and (whole if has_gt is None else calls).max(initial=0) < _GT_BASE - 2:
+        if calls.shape[1] <= _GT_DIGITS and top < _GT_BASE - 2:
             codes = _gt_codes(calls, phased)
             gt = samples.gt(codes if has_gt is None else np.where(has_gt, codes, -1))
         else:  # more alleles or a higher ploidy than a code holds: text call by call
@@ -399,7 +405,7 @@ class _Calls(Batch):
             "chrom": pa.DictionaryArray.from_arrays(
                 np.repeat(np.array([code[c] for c in self.chroms], np.int32), n), pa.array(chroms)),
             "gt": gt,
-            "alleles": _ragged([calls] if has_gt is None else alleles, len(calls) if has_gt is None else n, -2),
+            "alleles": _ragged(parts, rows, -2),
             "phased": pa.array(phased),
             "alt_count": pa.array(_row_counts(calls > 0)),
             "dp": ints(self.dp), "gq": ints(self.gq),
@@ -496,8 +502,8 @@ def stream_vcf(path: Path, batch_genotypes: int | None = None,
                 sites, annotations = [], []
                 genotypes = _Calls(shared)
             elif len(genotypes) >= batch_genotypes:
-                # Sites travel in pieces of their own size (about one flush of genotypes
-                # at a few hundred samples), not with every genotype piece.
+                # Sites travel in pieces of their own size (`BATCH_SITES`), not with
+                # every genotype piece.
                 yield _piece([], [], genotypes, new_ids.ok, unique_samples)
                 genotypes = _Calls(shared)
     except Exception as e:
