@@ -542,13 +542,18 @@ def _with_provenance(schema: pa.Schema, parts: list[_Stamped], dictionaries: boo
     if not dictionaries or len({t.schema for t in tables}) > 1:
         tables = [lake.decoded(t) for t in tables]
     rows = pa.concat_tables(tables, promote_options="permissive")
-    owner = pa.array(np.repeat(np.arange(len(parts), dtype=np.int32), [len(part) for part in parts]))
+    sizes = [len(part) for part in parts]
     # Dictionary columns the parser made stay so (`dictionaries`).
     target = pa.schema([rows.schema.field(f.name) if f.name in rows.schema.names
                         and pa.types.is_dictionary(rows.schema.field(f.name).type) else f for f in schema])
     for name in names:
         kind = schema.field(name).type
-        values = pa.array([part.provenance[name] for part in parts], kind)
+        # Each distinct value once (a file's pieces share theirs): Parquet spells out a
+        # dictionary column whose dictionary repeats a value.
+        values: dict = {}
+        codes = [values.setdefault(part.provenance[name], len(values)) for part in parts]
+        owner = pa.array(np.repeat(np.array(codes, np.int32), sizes))
+        values = pa.array(list(values), kind)
         if dictionaries and pa.types.is_string(kind):
             rows = rows.append_column(name, pa.DictionaryArray.from_arrays(owner, values))
             target = target.set(target.get_field_index(name), pa.field(name, rows.schema.field(name).type))

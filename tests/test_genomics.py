@@ -129,6 +129,27 @@ def test_streamed_file_is_merged_piece_by_piece(home, tmp_path, monkeypatch):
     assert lake.version("bronze.vcf_genotypes") >= 3  # merged in several commits, not at the end
 
 
+def test_provenance_of_a_pieced_file_is_written_as_one_dictionary_value(home, tmp_path, monkeypatch):
+    # A file's pieces share their provenance: a Parquet dictionary of one value. A
+    # dictionary repeating it per piece made Parquet spell the columns out (half of
+    # each genotype file was its own sha256, uri and batch id).
+    import pyarrow.parquet as pq
+
+    d = tmp_path / "in"
+    d.mkdir()
+    _write(d / "big.vcf", [_record(100 + i) for i in range(40)])
+    monkeypatch.setattr(vcfmod, "BATCH_GENOTYPES", 10)
+    assert ingest(VCF, d, "b").files_ingested == 1
+    files = lake.open_table("bronze.vcf_genotypes").file_uris()
+    assert files
+    for uri in files:
+        meta = pq.read_metadata(uri.removeprefix("file://"))
+        columns = {meta.schema.column(j).path: meta.row_group(0).column(j) for j in range(meta.num_columns)}
+        for name in ("source_uri", "source_sha256", "batch_id"):
+            assert "RLE_DICTIONARY" in columns[name].encodings, (name, columns[name].encodings)
+    assert lake.read("bronze.vcf_genotypes", "SELECT count(DISTINCT source_sha256) FROM t").column(0)[0].as_py() == 1
+
+
 def test_bad_record_after_merged_pieces_quarantines_the_whole_file(home, tmp_path, monkeypatch):
     d = tmp_path / "in"
     d.mkdir()
