@@ -26,7 +26,8 @@ worker), and skipped if its bytes were ingested before.
 The Delta writes run on one background thread (`_Writer`), in the order they were
 handed over and one at a time, while this thread parses on: a chunk's rows, quarantine
 entries and log are one job, in that order, and a failed job stops the run before any
-later one, so the log is still written last.
+later one, so the log is still written last. Within a job, different tables are
+written side by side, each table's rows in their order.
 
 A MERGE is only needed where a key is already stored: a flush whose keys the table does
 not hold yet is appended instead (much cheaper for a large new file), which is safe
@@ -468,26 +469,46 @@ class _Buffer:
             self.writer.submit(lambda: self.write(batches))
 
     def write(self, batches: list[tuple[TableSpec, list]]) -> None:
-        """MERGE rows `take`n from the buffer (on the writer thread)."""
+        """MERGE rows `take`n from the buffer (on the writer thread). Tables are written
+        two at a time, each table's batches in their order (see the module docstring): a
+        file's last flush (its last calls with its sites and annotations, say) is
+        written after its parse has ended, when nothing else needs the second core."""
+        tables: dict[str, list[tuple[TableSpec, list]]] = {}
         for spec, parts in batches:
-            rows = _concat(spec.schema, [p[1] for p in parts],
-                           isinstance(spec.writer_properties, lake.ArrowWriter))
-            digests = {p[0] for p in parts}
-            stored = self._stored(spec.name, digests, all(p[2] for p in parts))
-            if stored is None:  # keys not vouched for: one row per key, as MERGE needs
-                order = "last_updated" if "last_updated" in spec.schema.names else None
-                rows = _dedupe(lake.decoded(rows), spec.keys, order)
-            # Appended when none of the keys is stored yet (a new file's rows, the usual
-            # case), MERGEd otherwise, e.g. over the rows a killed run left. Bronze has one
-            # writer at a time (the lake_bronze pool).
-            result = lake.merge(spec.name, rows, spec.keys, spec.update_when, sole_writer=True,
-                                stored_files=stored, writer_properties=spec.writer_properties,
-                                handle=self.writer.table(spec.name))
-            if not result.appended:
-                for d in digests:
-                    self.before[(spec.name, d)] = None
-            self.summary.rows[spec.name] = (self.summary.rows.get(spec.name, 0)
-                                            + result.inserted + result.updated)
+            tables.setdefault(spec.name, []).append((spec, parts))
+
+        def write_table(batches: list[tuple[TableSpec, list]]) -> None:
+            for spec, parts in batches:
+                self._write_table(spec, parts)
+
+        if len(tables) == 1:
+            write_table(batches)
+            return
+        with ThreadPoolExecutor(2, thread_name_prefix="bronze-table") as pool:
+            for done in [pool.submit(write_table, t) for t in tables.values()]:
+                done.result()
+
+    def _write_table(self, spec: TableSpec, parts: list) -> None:
+        """One table's MERGE; it alone touches that table's handle, `before` entries
+        and row count."""
+        rows = _concat(spec.schema, [p[1] for p in parts],
+                       isinstance(spec.writer_properties, lake.ArrowWriter))
+        digests = {p[0] for p in parts}
+        stored = self._stored(spec.name, digests, all(p[2] for p in parts))
+        if stored is None:  # keys not vouched for: one row per key, as MERGE needs
+            order = "last_updated" if "last_updated" in spec.schema.names else None
+            rows = _dedupe(lake.decoded(rows), spec.keys, order)
+        # Appended when none of the keys is stored yet (a new file's rows, the usual
+        # case), MERGEd otherwise, e.g. over the rows a killed run left. Bronze has one
+        # writer at a time (the lake_bronze pool).
+        result = lake.merge(spec.name, rows, spec.keys, spec.update_when, sole_writer=True,
+                            stored_files=stored, writer_properties=spec.writer_properties,
+                            handle=self.writer.table(spec.name))
+        if not result.appended:
+            for d in digests:
+                self.before[(spec.name, d)] = None
+        self.summary.rows[spec.name] = (self.summary.rows.get(spec.name, 0)
+                                        + result.inserted + result.updated)
 
     def _stored(self, table: str, digests: set[str], vouched: bool) -> list[str] | None:
         """The table's files that can hold the keys of rows from files `digests` when the

@@ -105,6 +105,16 @@ def test_stream_yields_bounded_pieces_that_add_up_to_the_file(shared):
     assert sum(sizes) == len(whole[0].rows[vcfmod.GENOTYPES.name]) == 115 * samples
 
 
+def test_a_files_last_calls_travel_with_its_last_sites(shared):
+    # Even when the calls fill their last piece exactly at the last record: the file's
+    # end is then one flush, written after the parse, not a flush of calls and then
+    # one of sites.
+    path = shared / "data" / "vcf" / "test.vcf.gz"  # 189 samples x 115 sites
+    pieces = list(stream_vcf(path, batch_genotypes=23 * 189))
+    assert [len(p.rows.get(vcfmod.GENOTYPES.name, ())) for p in pieces] == [23 * 189] * 5
+    assert set(pieces[-1].rows) == {vcfmod.GENOTYPES.name, vcfmod.VARIANTS.name, vcfmod.ANNOTATIONS.name}
+
+
 def _write(path: Path, records: list[str], samples=("S1", "S2")) -> Path:
     header = ["##fileformat=VCFv4.2", "##contig=<ID=chr1,length=1000000>",
               '##FORMAT=<ID=GT,Number=1,Type=String,Description="Genotype">',

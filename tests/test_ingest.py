@@ -348,3 +348,29 @@ def test_a_worker_deaf_to_its_timer_is_replaced_and_its_file_quarantined(home, t
     assert q["source_uri"].endswith("/deaf.txt")
     assert sorted(lake.read("bronze.test_rows", "SELECT name FROM t").column(0).to_pylist()) \
         == ["a.txt", "z.txt"]
+
+
+def test_a_flush_writes_its_tables_side_by_side_each_in_its_order(monkeypatch):
+    # A flush holding two files' rows for two tables: the tables are written at once
+    # (each one's first write waits for the other's), each table's files in order, so
+    # an earlier file's rows are still stored before a later file's on a shared key.
+    import threading
+
+    import medlake.ingest as engine
+
+    both_started = threading.Barrier(2, timeout=10)
+    written = []
+
+    def write_table(self, spec, parts):
+        if parts[0][0] == "file-1":
+            both_started.wait()  # sequential writes would never get past this
+        written.append((spec.name, parts[0][0]))
+
+    monkeypatch.setattr(engine._Buffer, "_write_table", write_table)
+    a, b = (TableSpec(name=f"bronze.{n}", schema=pa.schema([("k", pa.string())]), keys=["k"])
+            for n in "ab")
+    engine._Buffer.write(object.__new__(engine._Buffer),
+                         [(a, [("file-1", [], True)]), (b, [("file-1", [], True)]),
+                          (a, [("file-2", [], True)]), (b, [("file-2", [], True)])])
+    for spec in (a, b):
+        assert [f for t, f in written if t == spec.name] == ["file-1", "file-2"]

@@ -486,6 +486,12 @@ def stream_vcf(path: Path, batch_genotypes: int | None = None,
     n = 0
     try:
         for record in vcf:
+            if len(genotypes) >= batch_genotypes:
+                # Sent when the next record comes, not after the last: a file's last calls
+                # then go with its last sites, one flush whose tables the engine writes
+                # side by side after the parse has ended.
+                yield _piece([], [], genotypes, new_ids.ok, unique_samples)
+                genotypes = _Calls(shared)
             n += 1
             # Each attribute read builds a new Python object: read them once.
             chrom, pos, ref, alt = record.CHROM, record.POS, record.REF, record.ALT
@@ -501,17 +507,12 @@ def stream_vcf(path: Path, batch_genotypes: int | None = None,
                 yield _piece(sites, annotations, genotypes, new_ids.ok, unique_samples)
                 sites, annotations = [], []
                 genotypes = _Calls(shared)
-            elif len(genotypes) >= batch_genotypes:
-                # Sites travel in pieces of their own size (`BATCH_SITES`), not with
-                # every genotype piece.
-                yield _piece([], [], genotypes, new_ids.ok, unique_samples)
-                genotypes = _Calls(shared)
     except Exception as e:
         yield Parsed(problems=[Problem(_record_error(path, n + 1, len(vcf.samples), e))], fatal=True)
         return
     finally:
         vcf.close()
-    if sites:
+    if sites or len(genotypes):
         yield _piece(sites, annotations, genotypes, new_ids.ok, unique_samples)
 
 
