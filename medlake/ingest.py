@@ -679,6 +679,16 @@ class _Pool(multiprocessing.pool.Pool):
     def _get_sentinels(self):
         return [self._change_notifier._reader]
 
+    @staticmethod
+    def Process(ctx, *args, **kwds):
+        """Workers that `terminate` stops with SIGKILL, not SIGTERM: a worker inherits an
+        ignored SIGTERM (Dagster maps it to SIGINT's handler, which a shell's background
+        job ignores), and one that ignores it would hang the pool's terminate, and the
+        run with it. Terminating abandons a worker's work either way."""
+        worker = ctx.Process(*args, **kwds)
+        worker.terminate = worker.kill
+        return worker
+
 
 class _Parser:
     """Parses files in order, in this process or, once `start`ed, on a pool of spawned

@@ -350,6 +350,21 @@ def test_a_worker_deaf_to_its_timer_is_replaced_and_its_file_quarantined(home, t
         == ["a.txt", "z.txt"]
 
 
+def test_a_deaf_worker_is_replaced_even_when_sigterm_is_ignored(tmp_path):
+    # Dagster maps SIGTERM to SIGINT's handler, which a shell's background job ignores,
+    # and workers inherit an ignored signal: replacing a stuck pool (SIGTERM) must still
+    # work, not hang the run. The test above, in a process that ignores SIGTERM.
+    import signal
+    import subprocess
+    import sys
+
+    test = f"{__file__}::test_a_worker_deaf_to_its_timer_is_replaced_and_its_file_quarantined"
+    out = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", test],
+                         capture_output=True, text=True, timeout=240, cwd=tmp_path,
+                         preexec_fn=lambda: signal.signal(signal.SIGTERM, signal.SIG_IGN))
+    assert out.returncode == 0, out.stdout[-2000:]
+
+
 def test_a_flush_writes_its_tables_side_by_side_each_in_its_order(monkeypatch):
     # A flush holding two files' rows for two tables: the tables are written at once
     # (each one's first write waits for the other's), each table's files in order, so
