@@ -571,10 +571,10 @@ def _with_provenance(schema: pa.Schema, parts: list[_Stamped], dictionaries: boo
         kind = schema.field(name).type
         # Each distinct value once (a file's pieces share theirs): Parquet spells out a
         # dictionary column whose dictionary repeats a value.
-        values: dict = {}
-        codes = [values.setdefault(part.provenance[name], len(values)) for part in parts]
+        distinct: dict = {}
+        codes = [distinct.setdefault(part.provenance[name], len(distinct)) for part in parts]
         owner = pa.array(np.repeat(np.array(codes, np.int32), sizes))
-        values = pa.array(list(values), kind)
+        values = pa.array(list(distinct), kind)
         if dictionaries and pa.types.is_string(kind):
             rows = rows.append_column(name, pa.DictionaryArray.from_arrays(owner, values))
             target = target.set(target.get_field_index(name), pa.field(name, rows.schema.field(name).type))

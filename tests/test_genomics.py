@@ -6,6 +6,7 @@ from pathlib import Path
 import cyvcf2
 import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 import medlake.ingest as engine
@@ -143,8 +144,6 @@ def test_provenance_of_a_pieced_file_is_written_as_one_dictionary_value(home, tm
     # A file's pieces share their provenance: a Parquet dictionary of one value. A
     # dictionary repeating it per piece made Parquet spell the columns out (half of
     # each genotype file was its own sha256, uri and batch id).
-    import pyarrow.parquet as pq
-
     d = tmp_path / "in"
     d.mkdir()
     _write(d / "big.vcf", [_record(100 + i) for i in range(40)])
