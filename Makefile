@@ -13,7 +13,7 @@ QUESTION ?= Which patients have poorly controlled diabetes, and what was their l
 install: $(VENV)/.installed
 
 # Pinned install: pyproject's direct pins plus requirements.lock for everything beneath.
-$(VENV)/.installed: pyproject.toml requirements.lock
+$(VENV)/.installed: pyproject.toml requirements.lock assets/genomics/_calls.c
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -c requirements.lock -e '.[dev]'

@@ -10,6 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 
 import medlake.ingest as engine
+from assets.genomics import native
 from assets.genomics import vcf as vcfmod
 from assets.genomics.annotations import header_formats
 from assets.genomics.linkage import sample_linkage
@@ -425,15 +426,19 @@ def _reference_calls(path: Path) -> dict[tuple[str, str], dict]:
     return out
 
 
+@pytest.mark.parametrize("decoder", ["c", "numpy"])
 @pytest.mark.parametrize("batch", [None, 1_000], ids=["whole-files", "small-batches"])
-def test_every_call_decodes_as_cyvcf2_reads_it_one_at_a_time(home, shared, monkeypatch, batch):
-    """The batched numpy decoding (mixed ploidy, padding, missing values, strings where
-    numbers belong) against a per-call reading of the same files, on every value."""
+def test_every_call_decodes_as_cyvcf2_reads_it_one_at_a_time(home, shared, monkeypatch, batch, decoder):
+    """The batched decoding, by the C decoder and by numpy (mixed ploidy, padding,
+    missing values, strings where numbers belong), against a per-call reading of the
+    same files, on every value."""
     src = shared / "data" / "vcf"
     files = sorted(p for p in src.iterdir() if p.name.endswith((".vcf", ".vcf.gz"))
                    and p.name not in QUARANTINED)
     if batch:
         monkeypatch.setattr(vcfmod, "BATCH_GENOTYPES", batch)
+    if decoder == "numpy":
+        monkeypatch.setattr(native, "_calls", None)
     ingest(VCF, src, "b")
     columns = ["gt", "alleles", "phased", "alt_count", "dp", "gq", "ad"]
     got = {(r.pop("sample_id"), r.pop("variant_id")): r for r in lake.read(

@@ -28,6 +28,7 @@ import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from assets.genomics import native
 from assets.genomics.annotations import ROW, AnnotationFormat, header_formats
 from medlake.ingest import Batch, Modality, Parsed, Problem, Rows, TableSpec
 from medlake.lake import ArrowWriter, decoded
@@ -291,13 +292,15 @@ def _stack(parts: list[np.ndarray | None], n: int, fill: int) -> np.ndarray:
 
 class _Samples:
     """What every piece of one file's calls shares: its samples, as the dictionary of the
-    sample_id column, and the text of each GT code met so far."""
+    sample_id column, the text of each GT code met so far, and its FORMAT layouts for the
+    C decoder (None: the numpy path)."""
 
     def __init__(self, samples: list[str]):
         self.ids = pa.array(samples, pa.string())
         self.n = len(samples)
         self.gt_known: dict[int, str | None] = {}  # GT code -> text, for the whole file
         self.tiled = np.zeros(0, np.int32)  # see `column`
+        self.formats: native.Formats | None = None
 
     def column(self, sites: int) -> pa.DictionaryArray:
         """The sample ids once per site, as indexes into the samples: a slice of one index
@@ -325,37 +328,51 @@ class _Samples:
 
 
 class _Calls(Batch):
-    """One piece of a file's calls, as the per-site numpy matrices cyvcf2 returns. They
-    become Arrow at the flush, on the writer thread and for the whole flush at once
-    (`arrow`): one numpy pass over many sites, mostly outside the GIL, while this thread
-    reads on. The strings repeated per call (sample, variant, chromosome, GT) are
-    dictionary columns, written to Parquet as the dictionaries they are."""
+    """One piece of a file's calls: the cyvcf2 records themselves, which the C decoder
+    (`native`) reads at the flush, or, where it cannot, the per-site numpy matrices
+    cyvcf2 returns. Either becomes Arrow at the flush, on the writer thread and for the
+    whole flush at once (`arrow`), mostly outside the GIL, while this thread reads on.
+    The strings repeated per call (sample, variant, chromosome, GT) are dictionary
+    columns, written to Parquet as the dictionaries they are."""
 
     def __init__(self, samples: _Samples):
         self.samples = samples
         self.vids, self.chroms, self.calls, self.dp, self.gq, self.ad = [], [], [], [], [], []
+        self.records = []  # for the C decoder; a piece holds these or the matrices
 
     def __len__(self) -> int:
         return len(self.vids) * self.samples.n
 
-    def add(self, record, vid: str, chrom: str, fmt: list[str]) -> None:
-        """One record's calls; `fmt` is its FORMAT keys."""
+    def add(self, record, vid: str, chrom: str) -> None:
+        """One record's calls."""
+        formats = self.samples.formats
+        if formats is not None and not self.calls and formats.native(record):
+            self.records.append(record)
+        else:
+            for earlier in self.records:  # a record the decoder does not take: matrices for all
+                self._matrices(earlier, earlier.FORMAT)
+            self.records = []
+            self._matrices(record, record.FORMAT)
+        self.vids.append(vid)
+        self.chroms.append(chrom)
+
+    def _matrices(self, record, fmt: list[str]) -> None:
+        """One record's calls as numpy matrices; `fmt` is its FORMAT keys."""
         n = self.samples.n
         self.calls.append(record.genotype.array() if "GT" in fmt else None)
         for key, out in (("DP", self.dp), ("GQ", self.gq)):
             m = _format_matrix(record, key, n) if key in fmt else None
             out.append(np.full(n, _MISSING, np.int32) if m is None else m[:, 0])
         self.ad.append(_format_matrix(record, "AD", n) if "AD" in fmt else None)
-        self.vids.append(vid)
-        self.chroms.append(chrom)
 
     @classmethod
     def arrow(cls, batches: list["_Calls"]) -> pa.Table:
         tables = []
-        for samples, run in groupby(batches, key=lambda b: b.samples):
-            whole = cls(samples)
+        for _, run in groupby(batches, key=lambda b: (b.samples, bool(b.records))):
+            run = list(run)
+            whole = cls(run[0].samples)
             for b in run:
-                for name in ("vids", "chroms", "calls", "dp", "gq", "ad"):
+                for name in ("vids", "chroms", "records", "calls", "dp", "gq", "ad"):
                     getattr(whole, name).extend(getattr(b, name))
             tables.append(whole.table())
         if len({t.schema for t in tables}) > 1:  # a column spelt out in one file's table
@@ -363,6 +380,19 @@ class _Calls(Batch):
         return tables[0] if len(tables) == 1 else pa.concat_tables(tables)
 
     def table(self) -> pa.Table:
+        if self.records:
+            columns = native.columns(self.records, self.samples.n, self.samples.formats)
+            codes = columns.pop("codes")
+            if columns.pop("codes_fit"):
+                gt = self.samples.gt(codes)
+            else:  # more alleles or a higher ploidy than a code holds: text call by call
+                gt = pa.array([None if c < 0 else gt_text(np.array([-1 if a is None else a for a in al]), p)
+                               for c, al, p in zip(codes, columns["alleles"].to_pylist(),
+                                                   columns["phased"].to_pylist())], pa.string())
+            return self._assemble(gt=gt, **columns)
+        return self._numpy_table()
+
+    def _numpy_table(self) -> pa.Table:
         samples, n, sites = self.samples, self.samples.n, len(self.vids)
         # GT: allele indexes padded with -2 (as htslib pads mixed ploidy); the phase bit last.
         # `calls` is one (calls, ploidy) matrix; the list column is built from `parts` of
@@ -393,23 +423,25 @@ class _Calls(Batch):
             values = np.concatenate(parts).astype(np.int64)
             return _int_array(values, values < 0)
 
+        return self._assemble(gt=gt, alleles=_ragged(parts, rows, -2), phased=pa.array(phased),
+                              alt_count=pa.array(_row_counts(calls > 0)),
+                              dp=ints(self.dp), gq=ints(self.gq), ad=_ragged(self.ad, n, _END))
+
+    def _assemble(self, **calls: pa.Array) -> pa.Table:
+        """The call columns with their sample, variant and chromosome."""
+        n, sites = self.samples.n, len(self.vids)
         site = np.repeat(np.arange(sites, dtype=np.int32), n)
         vids = pa.array(self.vids, pa.string())
         chroms = list(dict.fromkeys(self.chroms))
         code = {c: i for i, c in enumerate(chroms)}
         return pa.table({
-            "sample_id": samples.column(sites),
+            "sample_id": self.samples.column(sites),
             # A repeated record would repeat a dictionary value; the engine spells it out.
             "variant_id": pa.DictionaryArray.from_arrays(site, vids) if len(set(self.vids)) == sites
                           else vids.take(site),
             "chrom": pa.DictionaryArray.from_arrays(
                 np.repeat(np.array([code[c] for c in self.chroms], np.int32), n), pa.array(chroms)),
-            "gt": gt,
-            "alleles": _ragged(parts, rows, -2),
-            "phased": pa.array(phased),
-            "alt_count": pa.array(_row_counts(calls > 0)),
-            "dp": ints(self.dp), "gq": ints(self.gq),
-            "ad": _ragged(self.ad, n, _END),
+            **{name: calls[name] for name in ("gt", "alleles", "phased", "alt_count", "dp", "gq", "ad")},
         })
 
 
@@ -502,7 +534,9 @@ def stream_vcf(path: Path, batch_genotypes: int | None = None,
             if formats:
                 annotations += _annotations(info, vid, chrom, formats)
             if shared.n:
-                genotypes.add(record, vid, chrom, record.FORMAT)
+                if n == 1:
+                    shared.formats = native.formats_for(record, shared.n)
+                genotypes.add(record, vid, chrom)
             if len(sites) >= batch_sites:
                 yield _piece(sites, annotations, genotypes, new_ids.ok, unique_samples)
                 sites, annotations = [], []
