@@ -1,12 +1,12 @@
 /* A flush of cyvcf2 records' calls → the Arrow buffers of bronze.vcf_genotypes' call
- * columns, in one pass over htslib's packed FORMAT block and without the GIL.
+ * columns, in two passes over htslib's packed FORMAT block and without the GIL.
  *
  * cyvcf2 decodes a FORMAT field one record at a time into a fresh numpy matrix (four
  * calls and ~40 µs a record at 500 samples, under the GIL); then numpy turns a flush of
  * those matrices into Arrow columns. Here the raw record stays alive until the flush and
  * its sample block (`bcf1_t.indiv`, laid out as the BCF2 specification's typed values)
  * is read directly. The output matches the Python path value for value
- * (tests/test_genomics.py compares the two on every VCF in shared/data/vcf).
+ * (tests/test_genotype_decoder.py compares the two on every VCF in shared/data/vcf).
  *
  * What this relies on, checked by the Python side before any record comes here:
  *  - cyvcf2.Variant's first field is its `bcf1_t *` (cyvcf2 0.34, `ACCEPTED_CYVCF2`);
@@ -252,7 +252,7 @@ static void fill_list(const field *f, int n, size_t row0, list_out *o) {
     }
 }
 
-/* Growable output: a bytearray's buffer, sized up front from the first pass. */
+/* An output: a bytearray's buffer, sized from the first pass (zeroed for bitmaps). */
 static PyObject *buffer(size_t bytes, void **data, int zero) {
     PyObject *b = PyByteArray_FromStringAndSize(NULL, (Py_ssize_t)(bytes ? bytes : 1));
     if (b == NULL) return NULL;

@@ -4,8 +4,8 @@ It reads a cyvcf2 record's packed FORMAT block itself, after the parse and witho
 GIL, instead of four numpy matrices per record built under it. That relies on cyvcf2's
 and htslib's memory layout (see the C file), so it is used only with a cyvcf2 release it
 was checked against, and a file's first record is checked too. Everywhere else (no C
-compiler at install, another cyvcf2, a FORMAT field typed String) the calls go
-the numpy way in `vcf.py`, value for value the same (tests/test_genomics.py).
+compiler at install, another cyvcf2, a GT, DP, GQ or AD field typed String) the calls go
+the numpy way in `vcf.py`, value for value the same (tests/test_genotype_decoder.py).
 """
 import logging
 import sys

@@ -127,8 +127,10 @@ def variant_id(chrom: str, pos: int, ref: str, alt: list[str]) -> str:
 def _plain(value):
     """INFO values come back as numpy scalars/tuples; make them JSON-friendly."""
     kind = type(value)
-    if kind is str or kind is int or kind is bool:  # the usual case, first
+    if kind is str or kind is int or kind is bool:  # the usual cases, first
         return value
+    if kind is float:
+        return None if value != value else value  # NaN: missing
     if isinstance(value, (tuple, list, np.ndarray)):
         return [_plain(v) for v in value]
     if isinstance(value, np.generic):
