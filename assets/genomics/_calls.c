@@ -284,7 +284,7 @@ static PyObject *decode(PyObject *Py_UNUSED(self), PyObject *args) {
     /* First pass: find the fields, check them, size the outputs. */
     int bad = 0;
     int32_t width = 0;             /* the widest GT in the flush */
-    size_t ad_values = 0;
+    size_t gt_values = 0, ad_values = 0;  /* at most: each sample's vector, unpadded */
     Py_BEGIN_ALLOW_THREADS
     for (Py_ssize_t i = 0; i < sites && !bad; i++) {
         fields[i] = proto;
@@ -292,6 +292,7 @@ static PyObject *decode(PyObject *Py_UNUSED(self), PyObject *args) {
         if ((int)recs[i]->n_sample != n || walk(recs[i], keep_wanted, &fields[i]) < 0) bad = 1;
         field *gt = &fields[i].found[GT], *ad = &fields[i].found[AD];
         if (gt->data && gt->count > width) width = gt->count;
+        if (gt->data) gt_values += (size_t)n * (size_t)gt->count;
         if (ad->data) ad_values += (size_t)n * (size_t)ad->count;
     }
     Py_END_ALLOW_THREADS
@@ -304,7 +305,7 @@ static PyObject *decode(PyObject *Py_UNUSED(self), PyObject *args) {
     void *p_codes, *p_phased, *p_alt, *p_dp, *p_dpv, *p_gq, *p_gqv;
     void *p_aoff, *p_aval, *p_aiv, *p_arv, *p_doff, *p_dval, *p_div, *p_drv;
     size_t bits = (rows + 7) / 8;
-    size_t allele_values = rows * (size_t)width;
+    size_t allele_values = gt_values;  /* not rows * width: one odd ploidy must not size them all */
     PyObject *o_codes = buffer(rows * 8, &p_codes, 0), *o_phased = buffer(bits, &p_phased, 1),
              *o_alt = buffer(rows * 8, &p_alt, 0),
              *o_dp = buffer(rows * 8, &p_dp, 0), *o_dpv = buffer(bits, &p_dpv, 1),
