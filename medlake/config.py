@@ -30,6 +30,7 @@ ENV_VARS: dict[str, tuple[str, str]] = {
     "MEDLAKE_GX_ENGINE": ("auto", "validation engine: pandas (GX, Data Docs), duckdb, or auto (by table size)"),
     "MEDLAKE_GX_PANDAS_MAX_ROWS": ("200000", "with auto, tables above this many rows are validated in DuckDB"),
     "MEDLAKE_LANDING_SETTLE_SECONDS": ("10", "a landing file is ingested once unchanged this long (still-copying files wait)"),
+    "MEDLAKE_BRONZE_WRITERS": ("1", "ingest runs that may write bronze at once (the lake_bronze pool's limit). 1: appends where no key is stored yet; above 1 every write is a MERGE whose commit conflicts are retried, so batches sharing keys still land once (every process must see the same value)"),
     "MEDLAKE_VACUUM_RETENTION_DAYS": ("30", "nightly vacuum keeps this many days of Delta history for time travel and audits"),
     "MEDLAKE_API_TOKENS": ("(unset: the API refuses everyone)", "bearer tokens of `medlake serve`: `principal:token[:scope+scope]`, comma-separated; scopes ask, search, feedback (default all)"),
     "MEDLAKE_VLLM_TENSOR_PARALLEL": ("1", "`medlake serve-llm`: GPUs to shard the model over (--tensor-parallel-size)"),
@@ -68,6 +69,13 @@ class Settings:
     vllm_max_model_len: int = 8192
     vllm_host: str = "0.0.0.0"
     vllm_port: int = 8000
+    bronze_writers: int = 1
+
+    @property
+    def sole_bronze_writer(self) -> bool:
+        """Whether one ingest at a time writes bronze, so a batch of new keys may be
+        appended (`lake.merge`'s `sole_writer`)."""
+        return self.bronze_writers == 1
 
     @property
     def landing(self) -> Path:
@@ -143,4 +151,14 @@ def get_settings() -> Settings:
         vllm_max_model_len=int(env.get("MEDLAKE_VLLM_MAX_MODEL_LEN", "8192")),
         vllm_host=env.get("MEDLAKE_VLLM_HOST", "0.0.0.0"),
         vllm_port=int(env.get("MEDLAKE_VLLM_PORT", "8000")),
+        bronze_writers=_positive(env, "MEDLAKE_BRONZE_WRITERS", 1),
     )
+
+
+def _positive(env, name: str, default: int) -> int:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    if not raw.isdigit() or int(raw) < 1:
+        raise ValueError(f"{name}={raw!r}: expected a whole number of at least 1.")
+    return int(raw)

@@ -31,9 +31,21 @@ written side by side, each table's rows in their order.
 
 A MERGE is only needed where a key is already stored: a flush whose keys the table does
 not hold yet is appended instead (much cheaper for a large new file), which is safe
-because bronze has one writer at a time (its Dagster pool). A run killed mid-file leaves
-rows of an unlogged file; the next run parses it again and, those keys being stored,
-MERGEs them instead of appending duplicates.
+while bronze has one writer at a time (MEDLAKE_BRONZE_WRITERS=1, the default, which
+its Dagster pool enforces). A run killed mid-file leaves rows of an unlogged file; the
+next run parses it again and, those keys being stored, MERGEs them instead of appending
+duplicates.
+
+With MEDLAKE_BRONZE_WRITERS above 1, several ingests (other batches, other modalities)
+write the same tables at once, and batches can share keys (a variant site in two VCFs,
+a Patient in two bundles, the same file in two batches). Then nothing is appended:
+every write is a MERGE, which delta-rs rejects when another writer committed rows its
+keys could match since its snapshot, and `lake.merge` retries it from a fresh one
+(backoff with jitter), where it finds those rows: each key is stored once, and the log
+and quarantine (MERGEd on their keys too) hold a file once however many runs saw it.
+Two runs that see the same new file both parse it; the second's MERGEs change nothing.
+The open table handles are brought up to date before each write, so a MERGE starts
+from the newest snapshot and conflicts only with what is committed while it runs.
 
 A parser may vouch that a piece's keys for a table are distinct, from each other and
 from the file's earlier pieces (`Parsed.distinct`). A flush holding only such rows of one
@@ -63,6 +75,7 @@ import pyarrow.compute as pc
 from deltalake import DeltaTable, WriterProperties
 
 from medlake import lake
+from medlake.config import get_settings
 
 QUARANTINE = "bronze.quarantine"
 INGEST_LOG = "bronze.ingest_log"
@@ -182,6 +195,8 @@ class IngestSummary:
     files_quarantined: int = 0
     problems: int = 0
     rows: dict[str, int] = field(default_factory=dict)
+    # Commit conflicts with concurrent writers that were retried (lake.commit_retries)
+    commit_retries: int = 0
 
 
 HEAD_BYTES = 1 << 20
@@ -237,11 +252,20 @@ def _stamp(path: Path) -> tuple[str, int, int]:
 def _ensure(table: str, schema: pa.Schema, partition_by: list[str] | None = None) -> None:
     """Create the table, or add the columns a newer parser or log version brings
     (NULL in older rows; e.g. a log without mtimes hashes those files once more)."""
+    from deltalake import Field
+
     dt = lake.ensure(table, schema, partition_by)
-    missing = [f for f in schema if f.name not in lake.arrow_schema(dt).names]
-    if missing:
-        from deltalake import Field
-        dt.alter.add_columns([Field.from_arrow(f) for f in missing])
+    for _ in range(3):
+        missing = [f for f in schema if f.name not in lake.arrow_schema(dt).names]
+        if not missing:
+            return
+        try:
+            dt.alter.add_columns([Field.from_arrow(f) for f in missing])
+            return
+        except Exception:
+            # A concurrent ingest added them first (or committed meanwhile): look again.
+            dt = lake.open_table(table)
+    raise RuntimeError(f"Could not add columns {[f.name for f in missing]} to {table}.")
 
 
 def _ensure_tables(modality: Modality) -> None:
@@ -279,6 +303,7 @@ def ingest(modality: Modality, root: Path, batch_id: str, *, chunk_files: int | 
     `files` when given (a sensor's batch; a listed file that has vanished is skipped),
     parsing on `workers` processes (default: every core), each file within `timeout_s`."""
     summary = IngestSummary(modality.name)
+    retried = sum(lake.commit_retries().values())
     # Resolved once here, so each file's URI needs no filesystem walk of its own.
     if files is not None:
         files = sorted({Path(f).resolve() for f in files if Path(f).is_file()})
@@ -288,7 +313,7 @@ def ingest(modality: Modality, root: Path, batch_id: str, *, chunk_files: int | 
     done, stamps = ingested(modality.name)
     workers = 1 if modality.streams else (workers or os.cpu_count() or 1)
     with _Parser(modality.parse, workers, timeout_s, modality.parse_head) as parser, \
-            _Writer() as writer:
+            _Writer(get_settings().sole_bronze_writer) as writer:
         # Each logged stamp spares at most one file: with this many more files than
         # stamps, the pool is needed, and its workers start up while the files are
         # stat'ed and the tables opened.
@@ -323,6 +348,7 @@ def ingest(modality: Modality, root: Path, batch_id: str, *, chunk_files: int | 
                 chunk, parsed = [], []
             if progress and (seen % chunk_files == 0 or seen == len(todo)):
                 progress(seen, len(todo))
+    summary.commit_retries = sum(lake.commit_retries().values()) - retried
     return summary
 
 
@@ -365,11 +391,15 @@ class _Writer:
     overlaps the parse of the next. A job waits for the one before it, so at most one
     write is in flight (memory: its rows, plus the buffer being filled), and a job
     that fails stops the run at the next hand-over, before any later job runs: a
-    chunk's ingest log is written in the same job as, and after, its rows."""
+    chunk's ingest log is written in the same job as, and after, its rows.
 
-    def __init__(self):
+    `sole`: no other ingest writes bronze meanwhile (MEDLAKE_BRONZE_WRITERS=1), so new
+    keys may be appended; otherwise every write is a MERGE (module docstring)."""
+
+    def __init__(self, sole: bool = True):
         self.pool = ThreadPoolExecutor(1, thread_name_prefix="bronze-writer")
         self.pending: Future | None = None
+        self.sole = sole
         # Open tables, kept current by the writes (on the writer thread only): reopening
         # one per flush replays its log each time.
         self.handles: dict[str, DeltaTable] = {}
@@ -377,6 +407,10 @@ class _Writer:
     def table(self, name: str) -> DeltaTable:
         if name not in self.handles:
             self.handles[name] = lake.open_table(name)
+        elif not self.sole and self.handles[name] is not None:
+            # Other writers commit too: read only the commits since (cheaper than reopening),
+            # so the MERGE conflicts only with what is committed while it runs.
+            self.handles[name].update_incremental()
         return self.handles[name]
 
     def __enter__(self):
@@ -499,9 +533,9 @@ class _Buffer:
             order = "last_updated" if "last_updated" in spec.schema.names else None
             rows = _dedupe(lake.decoded(rows), spec.keys, order)
         # Appended when none of the keys is stored yet (a new file's rows, the usual
-        # case), MERGEd otherwise, e.g. over the rows a killed run left. Bronze has one
-        # writer at a time (the lake_bronze pool).
-        result = lake.merge(spec.name, rows, spec.keys, spec.update_when, sole_writer=True,
+        # case), MERGEd otherwise, e.g. over the rows a killed run left; always MERGEd
+        # when other ingests write too (module docstring).
+        result = lake.merge(spec.name, rows, spec.keys, spec.update_when, sole_writer=self.writer.sole,
                             stored_files=stored, writer_properties=spec.writer_properties,
                             handle=self.writer.table(spec.name))
         if not result.appended:
@@ -515,6 +549,10 @@ class _Buffer:
         parser vouched for them all (`vouched`) and they come from one file: those from
         before the file's first rows, while the file has only been appended. None: all
         files, and the keys need checking."""
+        if not self.writer.sole:
+            # Every write is a MERGE, which probes nothing first: only whether the keys
+            # need deduping matters (not when one file vouched for them).
+            return [] if vouched and len(digests) == 1 else None
         if len(digests) != 1:
             for d in digests:
                 self.before[(table, d)] = None
@@ -799,8 +837,9 @@ def _finish_chunk(buffer: _Buffer, batches: list, quarantine: list[dict], ledger
     if quarantine:
         lake.merge(QUARANTINE, _dedupe(pa.Table.from_pylist(quarantine, QUARANTINE_SCHEMA),
                                        ["source_uri", "source_sha256"], None),
-                   ["source_uri", "source_sha256"], sole_writer=True,
+                   ["source_uri", "source_sha256"], sole_writer=buffer.writer.sole,
                    handle=buffer.writer.table(QUARANTINE))
     # Last: only now are these files done. See the module docstring.
     lake.merge(INGEST_LOG, pa.Table.from_pylist(ledger, LOG_SCHEMA),
-               ["source_uri", "source_sha256"], sole_writer=True, handle=buffer.writer.table(INGEST_LOG))
+               ["source_uri", "source_sha256"], sole_writer=buffer.writer.sole,
+               handle=buffer.writer.table(INGEST_LOG))

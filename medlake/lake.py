@@ -7,7 +7,9 @@ Writes are MERGEs on natural keys, so re-running on the same input commits nothi
 from __future__ import annotations
 
 import json
+import logging
 import math
+import random
 import re
 import threading
 import time
@@ -28,6 +30,38 @@ from deltalake.exceptions import CommitFailedError, TableNotFoundError
 from medlake.config import get_settings
 
 FINGERPRINT = "medlake.content_fingerprint"
+log = logging.getLogger(__name__)
+
+# Commit conflicts retried in this process, per table (`commit_retries`): concurrent
+# writers are judged by whether their conflicts were caught and retried, not by time.
+_retries: dict[str, int] = {}
+_retries_lock = threading.Lock()
+BACKOFF_S = 0.1  # the first retry's wait; doubled per attempt, capped, with jitter
+BACKOFF_CAP_S = 4.0
+
+
+def commit_retries() -> dict[str, int]:
+    """Commit conflicts this process has retried so far, per table."""
+    with _retries_lock:
+        return dict(_retries)
+
+
+def backoff(attempt: int) -> float:
+    """Seconds to wait before retry `attempt` (0-based): exponential, capped, and jittered
+    (half to all of it), so writers that collided do not collide again in lockstep."""
+    return min(BACKOFF_CAP_S, BACKOFF_S * 2 ** attempt) * random.uniform(0.5, 1.0)
+
+
+def _retrying(table: str, attempt: int, retries: int, error: Exception) -> None:
+    """Count and log a commit conflict, and wait before the retry; re-raise after the last."""
+    if attempt == retries - 1:
+        raise error
+    with _retries_lock:
+        _retries[table] = _retries.get(table, 0) + 1
+    wait = backoff(attempt)
+    log.info("commit conflict on %s (attempt %d of %d), retrying in %.2f s: %s",
+             table, attempt + 1, retries, wait, str(error).splitlines()[0][:200])
+    time.sleep(wait)
 
 
 def uri(table: str) -> str:
@@ -117,7 +151,10 @@ def ensure(table: str, schema: pa.Schema, partition_by: list[str] | None = None)
     if dt is not None:
         return dt
     try:
-        write_deltalake(uri(table), schema.empty_table(), mode="error", partition_by=partition_by)
+        # Version 0 or nothing: with commit retries (delta-rs's default) a writer that
+        # lost the race to create the table commits its create again as version 1.
+        write_deltalake(uri(table), schema.empty_table(), mode="error", partition_by=partition_by,
+                        commit_properties=CommitProperties(max_commit_retries=0))
     except Exception:
         # Another writer created it between our check and our write: use theirs.
         pass
@@ -138,7 +175,7 @@ class WriteResult:
 
 
 def merge(table: str, data: pa.Table, keys: list[str], update_when: str | None = None,
-          retries: int = 5, *, sole_writer: bool = False,
+          retries: int = 10, *, sole_writer: bool = False,
           stored_files: list[str] | None = None,
           writer_properties: WriterProperties | ArrowWriter | None = None,
           handle: DeltaTable | None = None) -> WriteResult:
@@ -146,13 +183,20 @@ def merge(table: str, data: pa.Table, keys: list[str], update_when: str | None =
     `s` source and `t` target) replace the target row; new keys are inserted.
 
     A merge that changes nothing commits nothing, which is what makes assets
-    idempotent. Concurrent commits are retried with backoff.
+    idempotent. A commit that conflicts with a concurrent one is retried from a fresh
+    snapshot, with backoff and jitter (`backoff`), up to `retries` attempts in all.
+    delta-rs rejects a MERGE when a commit made since its snapshot added files its keys'
+    range could be in, or removed files it read (tests/test_concurrency.py proves it for
+    the key shapes used here), so two writers MERGEing one new key store it once: the
+    retry finds the other's row and matches it.
 
     `sole_writer`: the caller guarantees no other process writes this table meanwhile
-    (bronze ingestion, serialized by its Dagster pool). Then a batch none of whose keys
-    is stored yet (a first load, a new file: the usual case) is appended, which writes
-    the same rows as the MERGE without its join. Two concurrent appends of one key would
-    both commit, since Delta sees no conflict between appends: hence the guarantee.
+    (bronze ingestion with MEDLAKE_BRONZE_WRITERS=1, serialized by its Dagster pool).
+    Then a batch none of whose keys is stored yet (a first load, a new file: the usual
+    case) is appended, which writes the same rows as the MERGE without its join. An
+    append reads nothing, so delta-rs never rejects it over a key another writer
+    committed after the probe (tests/test_concurrency.py): two writers appending one key
+    would both store it, hence the guarantee.
     `stored_files`: the table's files that can hold any of `data`'s keys, when the caller
     knows the others cannot (default: all); only these are probed.
 
@@ -190,10 +234,8 @@ def merge(table: str, data: pa.Table, keys: list[str], update_when: str | None =
             return WriteResult(table, dt.version(),  # the merge moved `dt` to its commit
                                metrics.get("num_target_rows_inserted", 0),
                                metrics.get("num_target_rows_updated", 0))
-        except CommitFailedError:
-            if attempt == retries - 1:
-                raise
-            time.sleep(0.2 * 2 ** attempt)
+        except CommitFailedError as e:
+            _retrying(table, attempt, retries, e)
             dt.update_incremental()
     raise AssertionError("unreachable")
 
@@ -373,15 +415,22 @@ def _literal(value) -> str:
     return "'" + str(value).replace("'", "''") + "'" if isinstance(value, str) else repr(value)
 
 
-def delete(table: str, predicate: str) -> int:
+def delete(table: str, predicate: str, retries: int = 10) -> int:
     """Delete the rows matching `predicate` (SQL over the table's columns); returns how
-    many. Deleting nothing commits nothing."""
+    many. Deleting nothing commits nothing. A conflicting concurrent commit (one that
+    rewrote a file this delete read) is retried like a MERGE's."""
     dt = open_table(table)
     if dt is None:
         return 0
     if not read(table, f"SELECT 1 FROM t WHERE {predicate} LIMIT 1").num_rows:
         return 0
-    return dt.delete(predicate).get("num_deleted_rows", 0)
+    for attempt in range(retries):
+        try:
+            return dt.delete(predicate).get("num_deleted_rows", 0)
+        except CommitFailedError as e:
+            _retrying(table, attempt, retries, e)
+            dt.update_incremental()
+    raise AssertionError("unreachable")
 
 
 def fingerprint(con: duckdb.DuckDBPyConnection, relation_sql: str) -> str:

@@ -20,7 +20,9 @@ LAKE_TABLES = ["bronze.fhir_resources", "bronze.dicom_instances", "bronze.vcf_va
 # The Dagster instance settings medlake needs (DAGSTER_HOME/dagster.yaml):
 # - pools: every writing step names the pool of the tables it writes
 #   (orchestration/policies.py); one step per pool at a time, so two runs never write the
-#   same table at once. `dagster instance concurrency` and the UI show the slots.
+#   same table at once, except bronze's pool, which `ensure_dagster_home` gives
+#   MEDLAKE_BRONZE_WRITERS slots (bronze writers then MERGE and retry conflicts).
+#   `dagster instance concurrency` and the UI show the slots.
 # - run retries: a run whose worker crashed is retried; step failures are retried inside
 #   the run by each asset's RetryPolicy (with backoff), so they are not retried twice.
 DAGSTER_YAML = """\
@@ -39,13 +41,33 @@ run_retries:
 
 def ensure_dagster_home() -> Path:
     """Create DAGSTER_HOME with medlake's dagster.yaml unless one is already there (a
-    deployment's own file wins)."""
+    deployment's own file wins), and give the bronze pool its limit."""
     home = get_settings().dagster_home
     home.mkdir(parents=True, exist_ok=True)
     config = home / "dagster.yaml"
     if not config.exists():
         config.write_text(DAGSTER_YAML)
+    set_bronze_pool_limit(home)
     return config
+
+
+def set_bronze_pool_limit(home: Path) -> None:
+    """Give the lake_bronze pool MEDLAKE_BRONZE_WRITERS slots in the Dagster instance at
+    `home` (kept in its database, not in dagster.yaml, whose pools share one default
+    limit), so changing the setting is all it takes, in either direction. The ingests
+    follow the same setting (medlake.ingest), so the pool never lets in more writers
+    than the ingests were told to expect."""
+    import dagster as dg
+
+    from orchestration.policies import POOL_BRONZE
+
+    writers = get_settings().bronze_writers
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        storage = instance.event_log_storage
+        if not storage.supports_global_concurrency_limits:
+            return
+        if {p.name: p.limit for p in storage.get_pool_limits()}.get(POOL_BRONZE) != writers:
+            storage.set_concurrency_slots(POOL_BRONZE, writers)
 
 
 @dataclass

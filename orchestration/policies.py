@@ -2,7 +2,10 @@
 that keep two runs from writing the same tables at once.
 
 Each pool covers a set of tables no other pool writes, and dagster.yaml (written by
-`medlake.pipeline.dagster_config`) limits every pool to one step at a time.
+`medlake.pipeline.ensure_dagster_home`) limits every pool to one step at a time, except
+bronze's: it gets MEDLAKE_BRONZE_WRITERS slots (default 1), the number of ingests the
+bronze writes are prepared for (medlake.ingest: above 1, every write is a MERGE whose
+conflicts are retried).
 """
 import dagster as dg
 
