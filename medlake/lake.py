@@ -76,11 +76,19 @@ def open_table(table: str) -> DeltaTable | None:
 
 
 def list_tables(layer: str) -> list[str]:
-    """Delta tables that exist in a layer (local lakes; object stores list by prefix)."""
+    """Delta tables that exist in a layer (local lakes; object stores list by prefix). A
+    folder whose log holds no commit yet (a create killed half-way) is not one: opening it
+    would fail, and the next write creates it."""
     root = Path(get_settings().table_uri(f"{layer}.x")).parent
     if not root.is_dir():
         return []
-    return sorted(f"{layer}.{p.name}" for p in root.iterdir() if (p / "_delta_log").is_dir())
+    return sorted(f"{layer}.{p.name}" for p in root.iterdir() if _committed(p / "_delta_log"))
+
+
+def _committed(log: Path) -> bool:
+    """Whether a Delta log holds a commit or checkpoint (numbered files; a write in
+    progress or killed leaves only temporary ones)."""
+    return log.is_dir() and any(f.name[:1].isdigit() for f in log.iterdir())
 
 
 def version(table: str) -> int | None:

@@ -61,24 +61,31 @@ def ingest_batch(batch: dict[str, list[Path]], batch_id: str,
 
 
 def _worker(batch, batch_id, chunk_files, barrier, results) -> None:
-    from medlake import ingest, lake  # noqa: F401  imported before the start line
+    # Imported before the common start: a Dagster run's process has its code loaded
+    # before it ingests (pandas: deltalake imports it on its first write).
+    import pandas  # noqa: F401
 
-    start = time.time()
+    from medlake import ingest, lake  # noqa: F401
+    for name in batch:
+        modality(name)
+
+    out = dict(batch_id=batch_id, start=time.time(), cpu=time.process_time(), summaries=[], error=None)
     try:
         barrier.wait(timeout=300)
-        start = time.time()
-        summaries = ingest_batch(batch, batch_id, chunk_files)
-        results.put((batch_id, start, time.time(), summaries, None))
+        out.update(start=time.time(), cpu=time.process_time())
+        out["summaries"] = ingest_batch(batch, batch_id, chunk_files)
     except BaseException as e:  # reported, so the parent never waits for a dead worker
-        results.put((batch_id, start, time.time(), [], f"{type(e).__name__}: {e}"))
+        out["error"] = f"{type(e).__name__}: {e}"
+    out.update(end=time.time(), cpu=time.process_time() - out["cpu"])
+    results.put(out)
 
 
 def run_writers(batches: list[dict[str, list[Path]]], chunk_files: int | None = None,
                 timeout_s: float = 600) -> dict:
     """Ingest each batch in a process of its own, all at once (the environment, e.g.
     MEDLAKE_HOME and MEDLAKE_BRONZE_WRITERS, is inherited). Returns the wall time from the
-    common start to the last finish, each process's summaries, the commit retries they
-    made, and their errors."""
+    common start to the last finish, the CPU time the processes spent meanwhile, each
+    process's summaries, the commit retries they made, and their errors."""
     ctx = multiprocessing.get_context("spawn")  # a fork would copy Delta's thread locks
     barrier, results = ctx.Barrier(len(batches)), ctx.Queue()
     procs = [ctx.Process(target=_worker, args=(b, f"writer-{i}", chunk_files, barrier, results))
@@ -94,10 +101,11 @@ def run_writers(batches: list[dict[str, list[Path]]], chunk_files: int | None = 
             p.join(timeout=30)
             if p.is_alive():
                 p.kill()
-    summaries = {batch_id: s for batch_id, _, _, s, _ in got}
+    summaries = {g["batch_id"]: g["summaries"] for g in got}
     return {
-        "seconds": max(end for _, _, end, _, _ in got) - min(start for _, start, _, _, _ in got),
+        "seconds": max(g["end"] for g in got) - min(g["start"] for g in got),
+        "cpu_seconds": sum(g["cpu"] for g in got),
         "summaries": summaries,
         "commit_retries": sum(s["commit_retries"] for ss in summaries.values() for s in ss),
-        "errors": [f"{batch_id}: {err}" for batch_id, _, _, _, err in got if err],
+        "errors": [f"{g['batch_id']}: {g['error']}" for g in got if g["error"]],
     }

@@ -175,6 +175,16 @@ def test_bronze_pool_limit_follows_the_setting(home, monkeypatch):
 # ---------------------------------------------------------------- four real writers
 
 
+def test_split_deals_each_modalitys_files_round_robin():
+    files = {"fhir": [f"f{i}" for i in range(5)], "vcf": ["v0"], "dicom": []}
+    batches = parallel.split(files, 3)
+    assert batches == [{"fhir": ["f0", "f3"], "vcf": ["v0"], "dicom": []},
+                       {"fhir": ["f1", "f4"], "vcf": [], "dicom": []},
+                       {"fhir": ["f2"], "vcf": [], "dicom": []}]
+    with pytest.raises(ValueError, match="unknown modality"):
+        parallel.modality("pdf")
+
+
 def _landing_with_shared_keys(landing):
     """Generated patients with bad files, plus files that share keys with others: part
     of a patient's bundle again under another name (its Patient, Encounter...), half of

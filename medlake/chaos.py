@@ -1,0 +1,267 @@
+"""Crash safety, tested the blunt way: start an ingest or a dbt build in a process of its
+own, SIGKILL it at a random moment (seeded), run it again to the end, and check the lake
+(medlake.verify) against a clean run over the same files: every table loads at its
+latest version with every file it references, no key is stored twice, no row is lost or
+added, and the bad files are quarantined exactly as the clean run quarantined them.
+
+The ingest is what the bronze assets run (each modality's landing folder, one after the
+other); the dbt build is the command the dbt assets run (`dbt build` in dbt_project).
+Every trial has a home of its own; the landing zone is shared, so file URIs (keys of the
+ingest log and the quarantine) are the same in every trial.
+
+    python -m medlake.chaos ingest --landing DIR [--batch ID] [--chunk-files N]
+
+is the ingest a trial starts (and kills). bench/chaos.py runs 20 trials;
+tests/test_chaos.py runs three.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from medlake import verify
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@dataclass
+class Trial:
+    number: int
+    target: str  # "ingest" or "dbt"
+    writers: int  # MEDLAKE_BRONZE_WRITERS of the ingest
+    delay_s: float  # when SIGKILL was sent, after the start
+    share: float  # delay_s as a share of the clean run's time
+    killed: bool  # the process was still running then (else it had finished)
+    commits_at_kill: int  # commits the trial's killed run had made by then
+    commits_clean: int  # commits the clean run made
+    rerun_s: float
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def clean(self) -> bool:
+        return not self.problems
+
+    def line(self) -> str:
+        state = "clean" if self.clean else "NOT CLEAN: " + "; ".join(self.problems[:3])
+        when = (f"killed at {self.delay_s:5.2f} s ({self.share:4.0%} of a clean run, "
+                f"{self.commits_at_kill}/{self.commits_clean} commits)" if self.killed
+                else f"finished before the kill at {self.delay_s:5.2f} s")
+        return (f"trial {self.number:2d} {self.target:6s} writers={self.writers}  {when}; "
+                f"rerun {self.rerun_s:5.2f} s: {state}")
+
+
+def environment(home: Path, writers: int = 1) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(MEDLAKE_HOME=str(home), MEDLAKE_LAKE_URI=str(home / "lake"),
+               DAGSTER_HOME=str(home / "dagster_home"), MEDLAKE_BRONZE_WRITERS=str(writers),
+               GX_ANALYTICS_ENABLED="False", PYTHONPATH=str(ROOT))
+    return env
+
+
+def ingest_command(landing: Path, chunk_files: int | None = None, batch: str = "chaos") -> list[str]:
+    cmd = [sys.executable, "-m", "medlake.chaos", "ingest", "--landing", str(landing), "--batch", batch]
+    return cmd + (["--chunk-files", str(chunk_files)] if chunk_files else [])
+
+
+def dbt_command(home: Path, select: list[str] | None = None) -> list[str]:
+    """`dbt build` as the dbt assets run it, its artifacts and logs in `home`."""
+    from orchestration.resources import DBT_DIR, dbt_executable
+
+    cmd = [dbt_executable(), "build", "--project-dir", str(DBT_DIR), "--profiles-dir", str(DBT_DIR),
+           "--target-path", str(home / "dbt_target"), "--log-path", str(home / "dbt_logs")]
+    # cautious: no test of a model left out (relationships to models not selected)
+    return cmd + (["--select", *select, "--indirect-selection", "cautious"] if select else [])
+
+
+def run(cmd: list[str], env: dict, timeout_s: float = 900) -> float:
+    """Run `cmd` to the end; its seconds. A failure raises with the end of its output."""
+    start = time.perf_counter()
+    out = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True, timeout=timeout_s)
+    if out.returncode:
+        raise RuntimeError(f"{' '.join(cmd[:3])} exited {out.returncode}:\n"
+                           f"{(out.stdout + out.stderr)[-3000:]}")
+    return time.perf_counter() - start
+
+
+def run_watched(cmd: list[str], env: dict, home: Path, timeout_s: float = 900) -> tuple[float, float, float]:
+    """Run `cmd` to the end, watching `home`'s lake: its seconds, and when its first and
+    its last commit appeared (the window a kill can hurt in; before it the run is still
+    starting up). A failure raises with the end of its output."""
+    before = commits(home)
+    start = time.perf_counter()
+    proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    first = last = None
+    seen = before
+    while proc.poll() is None:
+        now = commits(home)
+        if now != seen:
+            at = time.perf_counter() - start
+            first, last, seen = first or at, at, now
+        if time.perf_counter() - start > timeout_s:
+            proc.kill()
+        time.sleep(0.02)
+    output = proc.stdout.read()
+    seconds = time.perf_counter() - start
+    if proc.returncode:
+        raise RuntimeError(f"{' '.join(cmd[:3])} exited {proc.returncode}:\n{output[-3000:]}")
+    return seconds, first or 0.0, last or seconds
+
+
+def run_and_kill(cmd: list[str], env: dict, delay_s: float) -> bool:
+    """Start `cmd` and SIGKILL it, with any process it started, `delay_s` later; whether it
+    was still running then."""
+    proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        proc.wait(timeout=delay_s)
+        return False
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)  # its own session: nothing else is in the group
+        proc.wait()
+        return True
+
+
+def commits(home: Path) -> int:
+    """Delta commits in a home's lake, every table's together (`_delta_log/*.json`)."""
+    lake = home / "lake"
+    return sum(1 for _ in lake.glob("*/*/_delta_log/*.json")) if lake.is_dir() else 0
+
+
+class Chaos:
+    """Trials against one clean reference. `prepare` generates the landing zone and makes
+    the reference (its times set the range of kill moments); `trial` runs one.
+
+    `dbt_select`: the models a dbt build builds (all when None; the tests take a few)."""
+
+    def __init__(self, workdir: Path, patients: int = 12, seed: int = 0, chunk_files: int = 4,
+                 dbt_select: list[str] | None = None):
+        self.workdir, self.patients, self.seed = Path(workdir), patients, seed
+        self.chunk_files, self.dbt_select = chunk_files, dbt_select
+        self.landing = self.workdir / "landing"
+        self.reference = self.workdir / "reference"
+        self.times: dict[str, float] = {}
+        self.windows: dict[str, tuple[float, float]] = {}  # first and last commit, in s
+        self.commits: dict[str, int] = {}
+        self.snapshots: dict[str, dict] = {}
+
+    def prepare(self) -> None:
+        from medlake.generate import generate
+
+        generate(self.landing, patients=self.patients, seed=self.seed, bad_files=True)
+        env = environment(self.reference)
+        for target, cmd in [("ingest", ingest_command(self.landing, self.chunk_files)),
+                            ("dbt", dbt_command(self.reference, self.dbt_select))]:
+            before = commits(self.reference)
+            self.times[target], *window = run_watched(cmd, env, self.reference)
+            self.windows[target] = tuple(window)
+            self.commits[target] = commits(self.reference) - before
+        with _home(self.reference):
+            self.snapshots["bronze"] = verify.snapshot(("bronze",))
+            self.snapshots["all"] = verify.snapshot()
+            problems = verify.check()
+        if problems:
+            raise RuntimeError(f"the clean reference run is not whole: {problems}")
+
+    def trial(self, number: int, target: str, writers: int = 1) -> Trial:
+        """Kill `target` ("ingest": into an empty lake; "dbt": over the reference's
+        bronze, in a new warehouse) at a random moment (seeded) of the time a clean run
+        commits in, rerun it to the end, and check the lake."""
+        rng = random.Random(f"{self.seed}:{number}")
+        home = self.workdir / f"trial-{number:02d}"
+        shutil.rmtree(home, ignore_errors=True)
+        if target == "ingest":
+            cmd, layers = ingest_command(self.landing, self.chunk_files), ("bronze",)
+            reference, before = self.snapshots["bronze"], 0
+        elif target == "dbt":
+            shutil.copytree(self.reference / "lake" / "bronze", home / "lake" / "bronze")
+            cmd, layers = dbt_command(home, self.dbt_select), ("bronze", "silver", "gold")
+            reference, before = self.snapshots["all"], commits(home)
+        else:
+            raise ValueError(f"unknown target {target!r}: ingest or dbt")
+        env = environment(home, writers)
+        # Anywhere from a little before the clean run's first commit to its last: earlier,
+        # the process is still importing; later, it only reports.
+        first, last = self.windows[target]
+        delay = rng.uniform(0.8 * first, last)
+        share = delay / self.times[target]
+        killed = run_and_kill(cmd, env, delay)
+        at_kill = commits(home) - before
+        rerun_s = run(cmd, env)
+        with _home(home):
+            problems = verify.check(layers, reference)
+        shutil.rmtree(home, ignore_errors=True)
+        return Trial(number, target, writers, delay, share, killed, at_kill,
+                     self.commits[target], rerun_s, problems)
+
+
+class _home:
+    """Point this process's settings at `home` for a while (verify reads through them)."""
+
+    def __init__(self, home: Path):
+        self.env = environment(home)
+
+    def __enter__(self):
+        self.saved = {k: os.environ.get(k) for k in ("MEDLAKE_HOME", "MEDLAKE_LAKE_URI")}
+        os.environ.update({k: self.env[k] for k in self.saved})
+
+    def __exit__(self, *exc):
+        for k, v in self.saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def schedule(trials: int) -> list[tuple[str, int]]:
+    """Which run each trial kills, and with how many bronze writers configured: ingests
+    with one writer (appends) and with four (MERGEs only), and dbt builds, in turn."""
+    cycle = [("ingest", 1), ("dbt", 1), ("ingest", 4), ("dbt", 1)]
+    return [cycle[i % len(cycle)] for i in range(trials)]
+
+
+def summary(trials: list[Trial]) -> str:
+    clean = sum(t.clean for t in trials)
+    killed = [t for t in trials if t.killed]
+    mid = sum(1 for t in killed if 0 < t.commits_at_kill < t.commits_clean)
+    return (f"{clean} of {len(trials)} clean ({len(killed)} killed while running, {mid} of them "
+            f"between commits of a run that had committed some and not all)")
+
+
+def _ingest_main(args) -> int:
+    from medlake import parallel
+    from medlake.ingest import ingest
+
+    out = []
+    for name in parallel.MODALITIES:
+        s = ingest(parallel.modality(name), Path(args.landing) / name, args.batch,
+                   chunk_files=args.chunk_files)
+        out.append(asdict(s))
+    print(json.dumps(out))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m medlake.chaos", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    i = sub.add_parser("ingest", help="ingest every modality's landing folder (what a trial kills)")
+    i.add_argument("--landing", required=True)
+    i.add_argument("--batch", default="chaos")
+    i.add_argument("--chunk-files", type=int, default=None)
+    i.set_defaults(fn=_ingest_main)
+    args = parser.parse_args(argv)
+    return args.fn(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
