@@ -54,6 +54,23 @@ def table_metadata(table: str) -> dict:
     }
 
 
+def sole_bronze_writer(instance: dg.DagsterInstance) -> bool:
+    """Whether an ingest run by this instance is bronze's only writer, so it may append
+    new keys: MEDLAKE_BRONZE_WRITERS is 1 and the lake_bronze pool admits one step at a
+    time. A pool that admits more (a deployment's own limit or dagster.yaml default, a
+    setting changed without `medlake run` or `make dev` applying it, storage that
+    enforces no pools) turns appends off: MERGEs are right with any number of writers,
+    appends only with one."""
+    if not get_settings().sole_bronze_writer:
+        return False
+    storage = instance.event_log_storage
+    if not storage.supports_global_concurrency_limits:
+        return False
+    limits = {p.name: p.limit for p in storage.get_pool_limits()}
+    limit = limits.get(POOL_BRONZE, instance.get_concurrency_config().pool_config.default_pool_limit)
+    return limit is not None and limit <= 1
+
+
 def bronze_assets(modality: Modality, *, folder: str, group: str):
     """One multi-asset that ingests `landing/<folder>/` into all of the modality's bronze
     tables in a single pass over the files. Bad files and entries go to
@@ -88,11 +105,16 @@ def bronze_assets(modality: Modality, *, folder: str, group: str):
         def progress(done: int, total: int) -> None:
             context.log.info(f"{modality.name}: {done}/{total} new files processed")
 
-        summary = ingest(modality, root, batch_id=batch_id, progress=progress, files=files)
+        sole = sole_bronze_writer(context.instance)
+        if not sole:
+            context.log.info("other ingests may write bronze meanwhile: every write is a MERGE")
+        summary = ingest(modality, root, batch_id=batch_id, progress=progress, files=files,
+                         sole_writer=sole)
         context.log.info(
             f"{modality.name}: {summary.files_seen} files seen, {summary.files_skipped} "
             f"already ingested, {summary.files_ingested} ingested, "
-            f"{summary.files_quarantined} quarantined, {summary.problems} problems")
+            f"{summary.files_quarantined} quarantined, {summary.problems} problems, "
+            f"{summary.commit_retries} commit conflicts retried")
         for spec in modality.tables:
             if context.has_partition_key and not (summary.rows.get(spec.name, 0)
                                                   or summary.problems):
@@ -107,6 +129,7 @@ def bronze_assets(modality: Modality, *, folder: str, group: str):
                 "files_ingested": summary.files_ingested,
                 "files_quarantined": summary.files_quarantined,
                 "problems_quarantined": summary.problems,
+                "commit_retries": summary.commit_retries,
             })
 
     return _assets

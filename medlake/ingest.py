@@ -298,10 +298,12 @@ def _dedupe(rows: pa.Table, keys: list[str], order: str | None) -> pa.Table:
 def ingest(modality: Modality, root: Path, batch_id: str, *, chunk_files: int | None = None,
            progress: Callable[[int, int], None] | None = None, workers: int | None = None,
            timeout_s: float = PARSE_TIMEOUT_S,
-           files: Iterable[Path] | None = None) -> IngestSummary:
+           files: Iterable[Path] | None = None, sole_writer: bool | None = None) -> IngestSummary:
     """Ingest every new file under `root` that matches the modality's patterns, or only
     `files` when given (a sensor's batch; a listed file that has vanished is skipped),
-    parsing on `workers` processes (default: every core), each file within `timeout_s`."""
+    parsing on `workers` processes (default: every core), each file within `timeout_s`.
+    `sole_writer`: whether no other ingest writes bronze meanwhile, so new keys may be
+    appended (default: MEDLAKE_BRONZE_WRITERS is 1; the module docstring says more)."""
     summary = IngestSummary(modality.name)
     retried = sum(lake.commit_retries().values())
     # Resolved once here, so each file's URI needs no filesystem walk of its own.
@@ -313,7 +315,7 @@ def ingest(modality: Modality, root: Path, batch_id: str, *, chunk_files: int | 
     done, stamps = ingested(modality.name)
     workers = 1 if modality.streams else (workers or os.cpu_count() or 1)
     with _Parser(modality.parse, workers, timeout_s, modality.parse_head) as parser, \
-            _Writer(get_settings().sole_bronze_writer) as writer:
+            _Writer(get_settings().sole_bronze_writer if sole_writer is None else sole_writer) as writer:
         # Each logged stamp spares at most one file: with this many more files than
         # stamps, the pool is needed, and its workers start up while the files are
         # stat'ed and the tables opened.

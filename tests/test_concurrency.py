@@ -172,6 +172,42 @@ def test_bronze_pool_limit_follows_the_setting(home, monkeypatch):
             assert POOL_DBT not in limits  # the default limit applies
 
 
+def test_an_ingest_appends_only_when_the_setting_and_the_bronze_pool_both_say_one_writer(
+        home, monkeypatch):
+    """The bronze assets append new keys only when MEDLAKE_BRONZE_WRITERS is 1 and the
+    Dagster instance's lake_bronze pool admits one step at a time; a pool admitting more
+    (a deployment's own limit), or none enforced at all, means MERGEs."""
+    import dagster as dg
+
+    from assets.bronze import sole_bronze_writer
+    from medlake.pipeline import ensure_dagster_home
+    from orchestration.policies import POOL_BRONZE
+
+    monkeypatch.delenv("MEDLAKE_BRONZE_WRITERS", raising=False)
+    config = ensure_dagster_home()
+    with dg.DagsterInstance.from_config(str(config.parent)) as instance:
+        assert sole_bronze_writer(instance)
+        instance.event_log_storage.set_concurrency_slots(POOL_BRONZE, 3)
+        assert not sole_bronze_writer(instance)
+        instance.event_log_storage.set_concurrency_slots(POOL_BRONZE, 1)
+        monkeypatch.setenv("MEDLAKE_BRONZE_WRITERS", "2")
+        assert not sole_bronze_writer(instance)
+    monkeypatch.delenv("MEDLAKE_BRONZE_WRITERS")
+    assert not sole_bronze_writer(dg.DagsterInstance.ephemeral())  # no pools enforced
+
+
+def test_an_ingest_told_it_is_not_the_sole_writer_only_merges(home, tmp_path):
+    from assets.ehr.fhir import FHIR
+    from medlake.ingest import ingest
+
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "p.ndjson").write_text('{"resourceType":"Patient","id":"a"}\n')
+    s = ingest(FHIR, tmp_path / "in", "b", sole_writer=False)
+    assert s.files_ingested == 1 and s.commit_retries == 0
+    for table in ["bronze.fhir_resources", "bronze.ingest_log"]:
+        assert lake.open_table(table).history(1)[0]["operation"] == "MERGE"
+
+
 # ---------------------------------------------------------------- four real writers
 
 
