@@ -38,6 +38,8 @@ bench: install
 	$(PY) bench/dicom.py
 	$(PY) bench/search.py
 	$(PY) bench/ask.py
+	$(PY) bench/writers.py
+	$(PY) bench/chaos.py
 
 dev: install
 	$(PY) -c 'from medlake.pipeline import ensure_dagster_home; ensure_dagster_home()'

@@ -1,5 +1,6 @@
 """Crash safety, tested the blunt way: start an ingest or a dbt build in a process of its
-own, SIGKILL it at a random moment (seeded), run it again to the end, and check the lake
+own, SIGKILL it at a random point (seeded: a moment, or right after one of its commits),
+run it again to the end, and check the lake
 (medlake.verify) against a clean run over the same files: every table loads at its
 latest version with every file it references, no key is stored twice, no row is lost or
 added, and the bad files are quarantined exactly as the clean run quarantined them.
@@ -38,8 +39,8 @@ class Trial:
     number: int
     target: str  # "ingest" or "dbt"
     writers: int  # MEDLAKE_BRONZE_WRITERS of the ingest
+    mode: str  # "time": killed after a random delay; "commit": right after a random commit
     delay_s: float  # when SIGKILL was sent, after the start
-    share: float  # delay_s as a share of the clean run's time
     killed: bool  # the process was still running then (else it had finished)
     commits_at_kill: int  # commits the trial's killed run had made by then
     commits_clean: int  # commits the clean run made
@@ -52,9 +53,9 @@ class Trial:
 
     def line(self) -> str:
         state = "clean" if self.clean else "NOT CLEAN: " + "; ".join(self.problems[:3])
-        when = (f"killed at {self.delay_s:5.2f} s ({self.share:4.0%} of a clean run, "
-                f"{self.commits_at_kill}/{self.commits_clean} commits)" if self.killed
-                else f"finished before the kill at {self.delay_s:5.2f} s")
+        how = "at a random moment" if self.mode == "time" else "after a random commit"
+        when = (f"killed {how} ({self.delay_s:5.2f} s, {self.commits_at_kill}/"
+                f"{self.commits_clean} commits)" if self.killed else f"finished before the kill ({how})")
         return (f"trial {self.number:2d} {self.target:6s} writers={self.writers}  {when}; "
                 f"rerun {self.rerun_s:5.2f} s: {state}")
 
@@ -117,18 +118,30 @@ def run_watched(cmd: list[str], env: dict, home: Path, timeout_s: float = 900) -
     return seconds, first or 0.0, last or seconds
 
 
-def run_and_kill(cmd: list[str], env: dict, delay_s: float) -> bool:
-    """Start `cmd` and SIGKILL it, with any process it started, `delay_s` later; whether it
-    was still running then."""
+def run_and_kill(cmd: list[str], env: dict, delay_s: float, home: Path | None = None,
+                 after_commits: int | None = None) -> bool:
+    """Start `cmd` and SIGKILL it, with any process it started, `delay_s` later, or, given
+    `after_commits`, as soon as `home`'s lake holds that many more commits (within ~10 ms;
+    `delay_s` then bounds the wait); whether it was still running then."""
+    base = commits(home) if after_commits else 0
     proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, start_new_session=True)
     try:
-        proc.wait(timeout=delay_s)
-        return False
+        if not after_commits:
+            proc.wait(timeout=delay_s)
+            return False
+        deadline = time.perf_counter() + delay_s
+        while proc.poll() is None and time.perf_counter() < deadline:
+            if commits(home) - base >= after_commits:
+                return True
+            time.sleep(0.01)
+        return proc.poll() is None
     except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)  # its own session: nothing else is in the group
-        proc.wait()
         return True
+    finally:  # also when this process is interrupted: never leave the run behind
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)  # its own session: nothing else is in the group
+        proc.wait()
 
 
 def commits(home: Path) -> int:
@@ -174,8 +187,8 @@ class Chaos:
 
     def trial(self, number: int, target: str, writers: int = 1) -> Trial:
         """Kill `target` ("ingest": into an empty lake; "dbt": over the reference's
-        bronze, in a new warehouse) at a random moment (seeded) of the time a clean run
-        commits in, rerun it to the end, and check the lake."""
+        bronze, in a new warehouse) at a random point (seeded), rerun it to the end, and
+        check the lake."""
         rng = random.Random(f"{self.seed}:{number}")
         home = self.workdir / f"trial-{number:02d}"
         shutil.rmtree(home, ignore_errors=True)
@@ -189,18 +202,25 @@ class Chaos:
         else:
             raise ValueError(f"unknown target {target!r}: ingest or dbt")
         env = environment(home, writers)
-        # Anywhere from a little before the clean run's first commit to its last: earlier,
-        # the process is still importing; later, it only reports.
+        # Half the kills come at a moment from a little before the clean run's first
+        # commit to its last (earlier, the process is still importing; later, it only
+        # reports), catching writes half-done; half right after a commit, catching the
+        # run between the commits of one piece of work (its rows, then its log).
         first, last = self.windows[target]
-        delay = rng.uniform(0.8 * first, last)
-        share = delay / self.times[target]
-        killed = run_and_kill(cmd, env, delay)
+        mode = rng.choice(["time", "commit"])
+        if mode == "time":
+            delay, after = rng.uniform(0.8 * first, last), None
+        else:
+            delay, after = 3 * self.times[target], rng.randint(1, max(1, self.commits[target] - 1))
+        start = time.perf_counter()
+        killed = run_and_kill(cmd, env, delay, home, after)
+        delay = time.perf_counter() - start if killed else delay
         at_kill = commits(home) - before
         rerun_s = run(cmd, env)
         with _home(home):
             problems = verify.check(layers, reference)
         shutil.rmtree(home, ignore_errors=True)
-        return Trial(number, target, writers, delay, share, killed, at_kill,
+        return Trial(number, target, writers, mode, delay, killed, at_kill,
                      self.commits[target], rerun_s, problems)
 
 
@@ -234,7 +254,7 @@ def summary(trials: list[Trial]) -> str:
     killed = [t for t in trials if t.killed]
     mid = sum(1 for t in killed if 0 < t.commits_at_kill < t.commits_clean)
     return (f"{clean} of {len(trials)} clean ({len(killed)} killed while running, {mid} of them "
-            f"between commits of a run that had committed some and not all)")
+            f"after some of the run's commits and before others)")
 
 
 def _ingest_main(args) -> int:
