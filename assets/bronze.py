@@ -98,9 +98,12 @@ def bronze_assets(modality: Modality, *, folder: str, group: str):
             manifest = landing.read_manifest(batch_id)
             files = manifest.paths() if manifest.modality == modality.name else []
             context.log.info(f"batch {batch_id}: {len(files)} {modality.name} files")
-        elif not root.exists():
-            context.log.warning(f"{root} does not exist; nothing to ingest. Drop files there "
-                                "or run `medlake generate`.")
+        else:
+            # On object storage, the objects not ingested yet are fetched first.
+            root = landing.stage(modality.name, folder, modality.patterns)
+            if not root.exists():
+                context.log.warning(f"{landing.location(folder)} does not exist; nothing to "
+                                    "ingest. Drop files there or run `medlake generate`.")
 
         def progress(done: int, total: int) -> None:
             context.log.info(f"{modality.name}: {done}/{total} new files processed")

@@ -2,8 +2,11 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
+import tempfile
+from pathlib import Path
 
 from medlake.config import ENV_VARS, get_settings
 
@@ -13,11 +16,20 @@ def cmd_generate(args) -> int:
 
     from medlake.generate import generate
 
-    landing = get_settings().landing
-    with tqdm(total=args.patients, unit="patient", desc="generate") as bar:
-        result = generate(landing, patients=args.patients, seed=args.seed,
-                          bad_files=args.bad_files, ndjson=args.ndjson,
-                          progress=lambda n: bar.update(1))
+    settings = get_settings()
+    with contextlib.ExitStack() as stack:
+        # A landing zone on object storage gets the files uploaded from a scratch folder.
+        landing = (Path(stack.enter_context(tempfile.TemporaryDirectory()))
+                   if settings.landing_remote else settings.landing)
+        with tqdm(total=args.patients, unit="patient", desc="generate") as bar:
+            result = generate(landing, patients=args.patients, seed=args.seed,
+                              bad_files=args.bad_files, ndjson=args.ndjson,
+                              progress=lambda n: bar.update(1))
+        if settings.landing_remote:
+            from medlake.landing import publish
+
+            publish(landing)
+            landing = settings.landing_uri
     print(f"Wrote {result.patients} patients to {landing}: {result.fhir_files} FHIR files "
           f"({sum(result.fhir_resources.values())} resources), {result.dicom_files} DICOM "
           f"files, {result.vcf_files} VCF files ({result.variants} variants, "

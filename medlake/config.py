@@ -14,6 +14,14 @@ from pathlib import Path
 ENV_VARS: dict[str, tuple[str, str]] = {
     "MEDLAKE_HOME": ("./.medlake", "root folder for landing/, lake/, vectors/, gx/, dagster_home/"),
     "MEDLAKE_LAKE_URI": ("$MEDLAKE_HOME/lake", "where the Delta tables live (a path or s3://bucket/prefix)"),
+    "MEDLAKE_VECTORS_URI": ("$MEDLAKE_HOME/vectors", "where LanceDB keeps clinical_chunks (a path or s3://bucket/prefix)"),
+    "MEDLAKE_LANDING_URI": ("$MEDLAKE_HOME/landing", "where files land (a path or s3://bucket/prefix; objects are staged to $MEDLAKE_HOME/landing_cache to be read)"),
+    "MEDLAKE_LAKE_CACHE_DAYS": ("7", "with the lake on object storage, DuckDB reads its data files from copies in $MEDLAKE_HOME/lake_cache; nightly maintenance removes those unused this many days"),
+    "AWS_ENDPOINT_URL": ("(unset: AWS S3)", "S3 API endpoint for s3:// URIs (MinIO, Ceph, a test server); an http:// endpoint allows plain HTTP"),
+    "AWS_REGION": ("$AWS_DEFAULT_REGION, else us-east-1", "region of the s3:// buckets"),
+    "AWS_ACCESS_KEY_ID": ("(unset: the AWS credential chain)", "S3 access key; unset, each client finds credentials itself (instance role, web identity)"),
+    "AWS_SECRET_ACCESS_KEY": ("(unset)", "S3 secret key, with AWS_ACCESS_KEY_ID"),
+    "AWS_SESSION_TOKEN": ("(unset)", "S3 session token, for temporary credentials"),
     "MEDLAKE_PSEUDONYM_KEY": ("medlake-demo-key (insecure)", "secret for HMAC-SHA256 person_key and other pseudonyms; set it in production"),
     "MEDLAKE_DATE_SHIFT_DAYS": ("365", "maximum per-person date shift in days (0 disables shifting)"),
     "MEDLAKE_EMBED_MODEL": ("packaged all-MiniLM-L6-v2", "sentence-transformers model folder or name"),
@@ -44,6 +52,71 @@ ENV_VARS: dict[str, tuple[str, str]] = {
 DEMO_KEY = "medlake-demo-key"
 
 
+def is_remote(uri: str) -> bool:
+    """Whether `uri` names object storage rather than a local path."""
+    return "://" in uri and not uri.startswith("file://")
+
+
+@dataclass(frozen=True)
+class S3:
+    """Where and how to reach s3:// URIs, from the standard AWS_* variables. Each library
+    takes them under its own names; these methods are the only translations."""
+    endpoint: str | None = None
+    region: str = "us-east-1"
+    key_id: str | None = field(default=None, repr=False)
+    secret: str | None = field(default=None, repr=False)
+    token: str | None = field(default=None, repr=False)
+
+    @property
+    def http(self) -> bool:
+        return bool(self.endpoint and self.endpoint.startswith("http://"))
+
+    def delta(self) -> dict[str, str]:
+        """delta-rs (object_store) options. Commits are made safe by conditional put: the
+        next log entry is written only if absent (If-None-Match), so of two writers racing
+        for one version exactly one wins and the other retries on the next. S3 has no
+        atomic rename, so the unsafe rename fallback is switched off explicitly, whatever
+        the environment says."""
+        opts = {"AWS_REGION": self.region, "AWS_CONDITIONAL_PUT": "etag",
+                "AWS_S3_ALLOW_UNSAFE_RENAME": "false"}
+        if self.endpoint:
+            opts["AWS_ENDPOINT_URL"] = self.endpoint
+        if self.http:
+            opts["AWS_ALLOW_HTTP"] = "true"
+        for name, value in (("AWS_ACCESS_KEY_ID", self.key_id),
+                            ("AWS_SECRET_ACCESS_KEY", self.secret),
+                            ("AWS_SESSION_TOKEN", self.token)):
+            if value:
+                opts[name] = value
+        return opts
+
+    def lance(self) -> dict[str, str]:
+        """LanceDB options (its own object_store names)."""
+        opts = {"region": self.region}
+        if self.endpoint:
+            opts["aws_endpoint"] = self.endpoint
+        if self.http:
+            opts["allow_http"] = "true"
+        for name, value in (("aws_access_key_id", self.key_id),
+                            ("aws_secret_access_key", self.secret),
+                            ("aws_session_token", self.token)):
+            if value:
+                opts[name] = value
+        return opts
+
+    def fsspec(self) -> dict:
+        """s3fs options: DuckDB reads the lake's Parquet through it, and the landing zone
+        is listed and fetched with it. Listings are not cached: other processes and
+        delta-rs add objects meanwhile."""
+        opts: dict = {"client_kwargs": {"region_name": self.region},
+                      "use_listings_cache": False}
+        if self.endpoint:
+            opts["endpoint_url"] = self.endpoint
+        if self.key_id:
+            opts.update(key=self.key_id, secret=self.secret, token=self.token)
+        return opts
+
+
 @dataclass(frozen=True)
 class Settings:
     home: Path
@@ -70,6 +143,10 @@ class Settings:
     vllm_host: str = "0.0.0.0"
     vllm_port: int = 8000
     bronze_writers: int = 1
+    lake_cache_days: float = 7.0
+    vectors_uri: str = ""  # "" = $MEDLAKE_HOME/vectors
+    landing_uri: str = ""  # "" = $MEDLAKE_HOME/landing
+    s3: S3 = S3()
 
     @property
     def sole_bronze_writer(self) -> bool:
@@ -79,11 +156,25 @@ class Settings:
 
     @property
     def landing(self) -> Path:
-        return self.home / "landing"
+        """The local folder files are ingested from: the landing zone itself, or, when it
+        is on object storage, the cache its objects are staged to (medlake/landing.py)."""
+        if self.landing_remote:
+            return self.home / "landing_cache"
+        return Path(self.landing_uri) if self.landing_uri else self.home / "landing"
 
     @property
-    def vectors(self) -> Path:
-        return self.home / "vectors"
+    def landing_remote(self) -> bool:
+        return is_remote(self.landing_uri)
+
+    @property
+    def vectors(self) -> str:
+        """Where LanceDB lives: a local folder or an s3:// URI."""
+        return self.vectors_uri or str(self.home / "vectors")
+
+    @property
+    def lake_cache(self) -> Path:
+        """Local copies of an object store's Delta data files, for DuckDB (medlake/storage.py)."""
+        return self.home / "lake_cache"
 
     @property
     def warehouse(self) -> Path:
@@ -106,6 +197,23 @@ class Settings:
         """`bronze.fhir_resources` -> `<lake>/bronze/fhir_resources`."""
         layer, name = table.split(".")
         return f"{self.lake_uri.rstrip('/')}/{layer}/{name}"
+
+    def source_uri(self, path: Path) -> str:
+        """The URI a landing file is recorded under (bronze `source_uri`, quarantine,
+        ingest log): the file's own, or for a file staged from object storage, its
+        object's. `path` is absolute."""
+        if self.landing_remote and path.is_relative_to(self.landing):
+            return f"{self.landing_uri.rstrip('/')}/{path.relative_to(self.landing).as_posix()}"
+        return path.as_uri()
+
+    def storage_options(self, uri: str, lance: bool = False) -> dict[str, str] | None:
+        """Options for delta-rs (or LanceDB) to reach `uri`; None for a local path, so
+        local tables are opened exactly as before."""
+        if not is_remote(uri):
+            return None
+        if not uri.startswith(("s3://", "s3a://")):
+            raise ValueError(f"{uri}: only local paths and s3:// URIs are supported.")
+        return self.s3.lance() if lance else self.s3.delta()
 
     def export_env(self) -> None:
         """Make child processes (dbt, dagster dev) see the same resolved settings."""
@@ -152,6 +260,14 @@ def get_settings() -> Settings:
         vllm_host=env.get("MEDLAKE_VLLM_HOST", "0.0.0.0"),
         vllm_port=int(env.get("MEDLAKE_VLLM_PORT", "8000")),
         bronze_writers=_positive(env, "MEDLAKE_BRONZE_WRITERS", 1),
+        lake_cache_days=float(env.get("MEDLAKE_LAKE_CACHE_DAYS", "7")),
+        vectors_uri=_uri(env.get("MEDLAKE_VECTORS_URI")),
+        landing_uri=_uri(env.get("MEDLAKE_LANDING_URI")),
+        s3=S3(endpoint=env.get("AWS_ENDPOINT_URL") or None,
+              region=env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or "us-east-1",
+              key_id=env.get("AWS_ACCESS_KEY_ID") or None,
+              secret=env.get("AWS_SECRET_ACCESS_KEY") or None,
+              token=env.get("AWS_SESSION_TOKEN") or None),
     )
 
 
@@ -162,3 +278,10 @@ def _positive(env, name: str, default: int) -> int:
     if not raw.isdigit() or int(raw) < 1:
         raise ValueError(f"{name}={raw!r}: expected a whole number of at least 1.")
     return int(raw)
+
+
+def _uri(value: str | None) -> str:
+    """A URI as given, a path made absolute, "" when unset."""
+    if not value:
+        return ""
+    return value if is_remote(value) else str(Path(value).expanduser().resolve())

@@ -12,6 +12,10 @@
 - `store`: an `external` model is committed as a Delta table `<schema>.<alias>`, but only
   when its content changed, so a rebuild on unchanged input leaves versions alone.
 
+Wherever the lake is (MEDLAKE_LAKE_URI), both go through `medlake.lake`, which opens
+tables with the lake's storage options and reads an object store's data files from its
+local cache; dbt's own Parquet stays local (dbt_staging).
+
 Wired in `dbt_project/profiles.yml` as `{module: medlake.dbt_plugin, alias: medlake}`.
 """
 from __future__ import annotations

@@ -41,7 +41,8 @@ UID = 10001  # the image's non-root user (deploy/Dockerfile)
 MODELS_DIR = "/models"
 
 # Settings that are secrets: the Secret carries them, a ConfigMap never does.
-SECRET_SETTINGS = {"MEDLAKE_PSEUDONYM_KEY", "MEDLAKE_API_TOKENS", "MEDLAKE_LLM_API_KEY"}
+SECRET_SETTINGS = {"MEDLAKE_PSEUDONYM_KEY", "MEDLAKE_API_TOKENS", "MEDLAKE_LLM_API_KEY",
+                   "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"}
 # Set by the deployment: the URL follows the vLLM Service, DAGSTER_HOME is the chart's.
 DERIVED = {"MEDLAKE_LLM_BASE_URL", "DAGSTER_HOME"}
 

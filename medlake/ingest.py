@@ -75,7 +75,7 @@ import pyarrow.compute as pc
 from deltalake import DeltaTable, WriterProperties
 
 from medlake import lake
-from medlake.config import get_settings
+from medlake.config import Settings, get_settings
 
 QUARANTINE = "bronze.quarantine"
 INGEST_LOG = "bronze.ingest_log"
@@ -244,9 +244,9 @@ def ingested(modality: str) -> tuple[set[str], set[tuple]]:
             {(r["source_uri"], r["size_bytes"], r.get("mtime_ns")) for r in got})
 
 
-def _stamp(path: Path) -> tuple[str, int, int]:
+def _stamp(path: Path, settings: Settings) -> tuple[str, int, int]:
     st = path.stat()
-    return path.as_uri(), st.st_size, st.st_mtime_ns
+    return settings.source_uri(path), st.st_size, st.st_mtime_ns
 
 
 def _ensure(table: str, schema: pa.Schema, partition_by: list[str] | None = None) -> None:
@@ -325,8 +325,9 @@ def ingest(modality: Modality, root: Path, batch_id: str, *, chunk_files: int | 
         # three commits).
         writer.submit(lambda: _ensure_tables(modality))
         todo = []
+        settings = get_settings()  # once: files staged from object storage keep its URIs
         for path in files:
-            stamp = _stamp(path)
+            stamp = _stamp(path, settings)
             if stamp in stamps:
                 summary.files_skipped += 1
             else:

@@ -3,6 +3,10 @@
 Reads go through DuckDB over the table's Parquet files rather than
 `DeltaTable.to_pyarrow_*`, which can abort the process at exit (STACK_NOTES).
 Writes are MERGEs on natural keys, so re-running on the same input commits nothing.
+
+The lake is a folder or an s3:// prefix (MEDLAKE_LAKE_URI): every table is opened with
+`Settings.storage_options` (None locally), and DuckDB reads an object store's data files
+from a local read-through cache (`storage.local_files`). Nothing else differs.
 """
 from __future__ import annotations
 
@@ -27,7 +31,8 @@ from deltalake import CommitProperties, DeltaTable, WriterProperties, write_delt
 from deltalake.transaction import AddAction
 from deltalake.exceptions import CommitFailedError, TableNotFoundError
 
-from medlake.config import get_settings
+from medlake import storage
+from medlake.config import get_settings, is_remote
 
 FINGERPRINT = "medlake.content_fingerprint"
 log = logging.getLogger(__name__)
@@ -68,18 +73,29 @@ def uri(table: str) -> str:
     return get_settings().table_uri(table)
 
 
-def open_table(table: str) -> DeltaTable | None:
+def options() -> dict[str, str] | None:
+    """delta-rs storage options for the lake's tables (None for a local lake)."""
+    settings = get_settings()
+    return settings.storage_options(settings.lake_uri)
+
+
+def open_table(table: str, version: int | None = None) -> DeltaTable | None:
+    """The table (at `version` when given), or None when it does not exist yet."""
     try:
-        return DeltaTable(uri(table))
+        return DeltaTable(uri(table), version=version, storage_options=options())
     except TableNotFoundError:
         return None
 
 
 def list_tables(layer: str) -> list[str]:
-    """Delta tables that exist in a layer (local lakes; object stores list by prefix). A
-    folder whose log holds no commit yet (a create killed half-way) is not one: opening it
-    would fail, and the next write creates it."""
-    root = Path(get_settings().table_uri(f"{layer}.x")).parent
+    """Delta tables that exist in a layer: folders, or on object storage prefixes, that
+    hold a `_delta_log`. A local folder whose log holds no commit yet (a create killed
+    half-way) is not one: opening it would fail, and the next write creates it."""
+    root = get_settings().table_uri(f"{layer}.x").rsplit("/", 1)[0]
+    if is_remote(root):
+        found = storage.filesystem().glob(storage.strip(root) + "/*/_delta_log")
+        return sorted(f"{layer}.{p.rstrip('/').split('/')[-2]}" for p in found)
+    root = Path(root)
     if not root.is_dir():
         return []
     return sorted(f"{layer}.{p.name}" for p in root.iterdir() if _committed(p / "_delta_log"))
@@ -105,6 +121,7 @@ def scan_sql(dt: DeltaTable, files: list[str] | None = None) -> str:
     for just `files` of it when given."""
     files = dt.file_uris() if files is None else files
     if files:
+        files = storage.local_files(files)  # on object storage: local copies
         # Delta keeps partition values in the paths (`chrom=1/`), not in the files: read
         # them back with the table's types, not DuckDB's guesses (`1` is not a BIGINT).
         parts = dt.metadata().partition_columns
@@ -140,9 +157,8 @@ def read(table: str, sql: str = "SELECT * FROM t", params: list | None = None,
          version: int | None = None) -> pa.Table:
     """Run `sql` with the table bound as `t` (at `version` when given, for time travel);
     an empty result for a missing table."""
-    try:
-        dt = DeltaTable(uri(table), version=version)
-    except TableNotFoundError:
+    dt = open_table(table, version)
+    if dt is None:
         return pa.table({})
     con = duckdb.connect()
     try:
@@ -162,11 +178,24 @@ def ensure(table: str, schema: pa.Schema, partition_by: list[str] | None = None)
         # Version 0 or nothing: with commit retries (delta-rs's default) a writer that
         # lost the race to create the table commits its create again as version 1.
         write_deltalake(uri(table), schema.empty_table(), mode="error", partition_by=partition_by,
+                        storage_options=options(),
                         commit_properties=CommitProperties(max_commit_retries=0))
     except Exception:
         # Another writer created it between our check and our write: use theirs.
         pass
-    return DeltaTable(uri(table))
+    return DeltaTable(uri(table), storage_options=options())
+
+
+def append(table: str, data: pa.Table, **kwargs) -> None:
+    """Append `data` to a log-like table (created on first use); `kwargs` go to
+    `write_deltalake` (e.g. schema_mode="merge").
+
+    Such a table takes a commit per event (a check's results, an answer), and opening it
+    reads every commit since its last checkpoint: one request each on object storage,
+    where replaying up to 100 of them made each append of gold.dq_results slower than the
+    check itself. A new one is therefore checkpointed every 10 commits, not 100."""
+    write_deltalake(uri(table), data, mode="append", storage_options=options(),
+                    configuration={"delta.checkpointInterval": "10"}, **kwargs)
 
 
 @dataclass
@@ -254,7 +283,9 @@ class ArrowWriter:
     `options` for `pyarrow.parquet.write_table` (codec, dictionary and statistics per
     column). For wide batches with list columns it costs a third of delta-rs's writer
     (bench/vcf.py). Local tables with plain partition values only; anything else falls
-    back to delta-rs. Files carry Delta statistics for their primitive columns."""
+    back to delta-rs (an object store among them: the local file writes and the
+    statistics read back need a filesystem). Files carry Delta statistics for their
+    primitive columns."""
     options: dict = field(default_factory=dict)
     # Partitions' files written side by side (pyarrow releases the GIL): a batch written
     # while nothing else runs (a file's last) then takes a fraction of the time.
@@ -263,7 +294,8 @@ class ArrowWriter:
     def append(self, dt: DeltaTable, data: pa.Table) -> None:
         parts = dt.metadata().partition_columns
         root = Path(dt.table_uri.removeprefix("file://"))
-        groups = _partition_runs(data, parts) if root.is_dir() else None
+        local = not is_remote(dt.table_uri) and root.is_dir()
+        groups = _partition_runs(data, parts) if local else None
         if groups is None:
             write_deltalake(dt, decoded(data), mode="append")
             return
@@ -470,8 +502,9 @@ def replace_if_changed(table: str, data: pa.Table, fp: str) -> WriteResult:
     if dt is not None and _last_fingerprint(dt) == fp:
         return WriteResult(table, dt.version())
     write_deltalake(uri(table), data, mode="overwrite", schema_mode="overwrite",
-                    commit_properties=CommitProperties(custom_metadata={FINGERPRINT: fp}))
-    return WriteResult(table, DeltaTable(uri(table)).version(), inserted=data.num_rows)
+                    commit_properties=CommitProperties(custom_metadata={FINGERPRINT: fp}),
+                    storage_options=options())
+    return WriteResult(table, open_table(table).version(), inserted=data.num_rows)
 
 
 def stats(table: str) -> dict:

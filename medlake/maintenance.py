@@ -4,12 +4,16 @@ within the retention window needs, and compact LanceDB.
 The retention (MEDLAKE_VACUUM_RETENTION_DAYS, default 30) is how far back time travel
 keeps working, which is what audits and cited answers (`silver.document v<N>`) rely on;
 vacuum never removes a file a version inside that window reads.
+
+With the lake on object storage, the local copies DuckDB reads its data files from are
+pruned too: those unused for MEDLAKE_LAKE_CACHE_DAYS go (a later read fetches them again).
 """
 from __future__ import annotations
 
 from datetime import timedelta
 
-from medlake import lake
+from medlake import lake, storage
+from medlake.config import get_settings, is_remote
 
 
 def maintain_table(table: str, retention_days: int) -> dict:
@@ -30,7 +34,13 @@ def maintain_table(table: str, retention_days: int) -> dict:
 
 
 def maintain_layers(layers: list[str], retention_days: int) -> list[dict]:
-    return [maintain_table(t, retention_days) for layer in layers for t in lake.list_tables(layer)]
+    done = [maintain_table(t, retention_days) for layer in layers for t in lake.list_tables(layer)]
+    settings = get_settings()
+    if is_remote(settings.lake_uri):
+        for layer in layers:
+            folder = storage.strip(settings.table_uri(f"{layer}.x")).rsplit("/", 1)[0]
+            storage.prune_cache(settings.lake_cache_days, under=folder)
+    return done
 
 
 def maintain_vectors(tbl, retention_days: int) -> dict:

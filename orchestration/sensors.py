@@ -30,7 +30,8 @@ def landing_sensor(modality: Modality, folder: str, assets: dg.AssetsDefinition,
         settings = get_settings()
         seen = json.loads(context.cursor) if context.cursor else {}
         now = time.time()
-        found = landing.scan(settings.landing / folder, modality.patterns, seen, now,
+        # A folder, or the objects under an s3:// prefix (listed, not fetched).
+        found = landing.scan(landing.location(folder), modality.patterns, seen, now,
                              settings.landing_settle_seconds)
         cursor = json.dumps(found.seen, sort_keys=True)
         if not found.ready:

@@ -26,7 +26,6 @@ from pathlib import Path
 
 import duckdb
 import pyarrow as pa
-from deltalake import DeltaTable
 
 from medlake import lake
 from medlake.config import get_settings
@@ -95,8 +94,7 @@ def _context():
 
 
 def _scan(table: str, version: int | None = None) -> str:
-    dt = DeltaTable(lake.uri(table), version=version) if version is not None \
-        else lake.open_table(table)
+    dt = lake.open_table(table, version)
     if dt is None:
         raise LookupError(f"{table} does not exist yet; materialize it first.")
     return f"(SELECT * FROM {lake.scan_sql(dt)})"
@@ -202,7 +200,6 @@ def _run_gx(table: str, suite: list[Expectation], df, docs: bool) -> dict[int, o
 
 def record_results(res: SuiteResult, run_id: str, engine: str) -> None:
     """Append one row per expectation to gold.dq_results (a log: appends, never merges)."""
-    from deltalake import write_deltalake
     from deltalake.exceptions import CommitFailedError
 
     now = datetime.now(timezone.utc)
@@ -217,7 +214,7 @@ def record_results(res: SuiteResult, run_id: str, engine: str) -> None:
     data = pa.Table.from_pylist(rows, DQ_SCHEMA)
     for attempt in range(5):
         try:
-            write_deltalake(lake.uri(DQ_RESULTS), data, mode="append")
+            lake.append(DQ_RESULTS, data)
             return
         except CommitFailedError:  # checks of other tables appending at the same moment
             time.sleep(0.2 * 2 ** attempt)

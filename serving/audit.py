@@ -12,7 +12,6 @@ import threading
 import time
 
 import pyarrow as pa
-from deltalake import write_deltalake
 from deltalake.exceptions import CommitFailedError
 
 from medlake import lake
@@ -63,7 +62,7 @@ class AppendLog:
         for attempt in range(retries):
             try:
                 # schema_mode="merge": an older table gains the columns added since.
-                write_deltalake(lake.uri(self.table), data, mode="append", schema_mode="merge")
+                lake.append(self.table, data, schema_mode="merge")
                 return
             except CommitFailedError:
                 # Another process (a second server, a batch run) committed first.

@@ -1,6 +1,10 @@
 """The whole pipeline on generated patients, against real Delta, DuckDB, dbt, Dagster,
 Great Expectations and LanceDB in a temporary MEDLAKE_HOME (built once per session by
-the `demo_home` fixture in conftest.py)."""
+the `demo_home` fixture in conftest.py).
+
+Every test runs twice: on a local lake (`local`), and with the lake, the vectors and the
+landing zone on a real S3 API server on loopback (`s3`, built once per session by
+`s3_demo_home`). Only the configuration differs."""
 import base64
 import json
 import re
@@ -8,11 +12,23 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 
-from medlake import lake
+from medlake import lake, storage
+from medlake.config import get_settings, is_remote
 from medlake.pipeline import LAKE_TABLES, run, summarize
 from serving.rag import AUDIT, Citation, ask, resolve
+from conftest import S3_DEMO_BUCKET, use_home, use_s3
 from tests.fake_llm import FakeLLM
+
+
+@pytest.fixture(params=["local", "s3"])
+def demo(request, monkeypatch) -> Path:
+    """The demo lake, on local disk or on S3 (overrides conftest's local-only `demo`)."""
+    if request.param == "local":
+        return use_home(monkeypatch, request.getfixturevalue("demo_home"))
+    return use_s3(monkeypatch, request.getfixturevalue("s3_demo_home"),
+                  request.getfixturevalue("s3_endpoint"), S3_DEMO_BUCKET)
 
 
 def generated(home: Path) -> dict:
@@ -57,12 +73,20 @@ def test_row_counts_per_table(demo):
     assert summarize()["chunks"] >= with_text
 
 
+def landed_uri(home: Path, path: str) -> str:
+    """The URI the pipeline records for a generated file: its own path's, or on S3 the
+    object's it was uploaded to (the files are generated into `home/landing`)."""
+    settings = get_settings()
+    rel = Path(path).resolve().relative_to(home / "landing")
+    return settings.source_uri(settings.landing / rel)
+
+
 def test_bad_files_are_quarantined_with_a_sentence_and_the_rest_lands(demo):
     g = generated(demo)
     rows = lake.read("bronze.quarantine").to_pylist()
     uris = [r["source_uri"] for r in rows]
     for bad in g["bad_files"]:
-        assert any(u.split("#")[0] == Path(bad).resolve().as_uri() for u in uris), bad
+        assert any(u.split("#")[0] == landed_uri(demo, bad) for u in uris), bad
     for r in rows:
         assert re.match(r"^[A-Z].{15,}\.$", r["error"]), r["error"]
         assert r["modality"] in {"fhir", "dicom", "vcf"} and r["batch_id"]
@@ -71,6 +95,22 @@ def test_bad_files_are_quarantined_with_a_sentence_and_the_rest_lands(demo):
     # ...while the valid Patient from that same file landed:
     assert lake.read("bronze.fhir_resources", "SELECT 1 FROM t WHERE source_uri LIKE "
                      "'%bad-resource-missing-id.json' AND resource_type = 'Patient'").num_rows == 1
+
+
+def test_the_s3_run_lands_what_the_local_run_lands(demo_home, s3_demo_home, s3_endpoint,
+                                                    monkeypatch):
+    """The same drop gives the same tables, rows, quarantine and chunks on both."""
+    use_home(monkeypatch, demo_home)
+    local = summarize()
+    use_s3(monkeypatch, s3_demo_home, s3_endpoint, S3_DEMO_BUCKET)
+    remote = summarize()
+    assert {t: s["rows"] for t, s in remote["tables"].items()} == \
+        {t: s["rows"] for t, s in local["tables"].items()}
+    assert set(remote["tables"]) == set(LAKE_TABLES)
+    assert remote["quarantined"] == local["quarantined"] and remote["chunks"] == local["chunks"]
+    # Nothing of the lake or the vectors was written under MEDLAKE_HOME: it is all in S3.
+    assert not (s3_demo_home / "lake").exists() and not (s3_demo_home / "vectors").exists()
+    assert lake.list_tables("bronze") and lake.uri("bronze.quarantine").startswith("s3://")
 
 
 def test_second_run_changes_nothing(demo):
@@ -86,8 +126,22 @@ def test_second_run_changes_nothing(demo):
     assert open_table().version == lance_before
 
 
-def test_table_contract_holds(demo, shared):
-    out = subprocess.run([sys.executable, str(shared / "checks" / "contract.py"), str(demo),
+def local_mirror(home: Path, mirror: Path) -> Path:
+    """`home` itself for a local lake. The contract check reads MEDLAKE_HOME/lake and
+    /vectors from disk only, so an S3 lake and its vectors are copied byte for byte
+    (Delta and Lance address their files relative to the table) into `mirror`."""
+    settings = get_settings()
+    if not is_remote(settings.lake_uri):
+        return home
+    fs = storage.filesystem()
+    for uri, folder in ((settings.lake_uri, "lake"), (settings.vectors, "vectors")):
+        fs.get(storage.strip(uri).rstrip("/") + "/", str(mirror / folder) + "/", recursive=True)
+    return mirror
+
+
+def test_table_contract_holds(demo, shared, tmp_path):
+    out = subprocess.run([sys.executable, str(shared / "checks" / "contract.py"),
+                          str(local_mirror(demo, tmp_path / "mirror")),
                           "--require", "bronze.fhir_resources", "bronze.dicom_instances",
                           "bronze.vcf_variants", "bronze.vcf_genotypes", "bronze.quarantine",
                           "silver.patient", "silver.document", "gold.patient_360",

@@ -15,7 +15,6 @@ from datetime import datetime, timezone
 
 import orjson
 import pyarrow as pa
-from deltalake import DeltaTable
 
 from assets.retrieval.vectors import open_table
 from medlake import lake
@@ -112,7 +111,7 @@ def refresh(settings: Settings | None = None,
                    update_when="s.input_hash <> t.input_hash")
     if removed:
         ids = ", ".join("'" + pk.replace("'", "''") + "'" for pk in removed)
-        DeltaTable(lake.uri(SUMMARY)).delete(f"person_key IN ({ids})")
+        lake.open_table(SUMMARY).delete(f"person_key IN ({ids})")
     lake.ensure(SUMMARY, SCHEMA)
     result.generated = len(rows)
     result.flagged = sum(not r["cited_ok"] for r in rows)

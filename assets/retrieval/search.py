@@ -43,15 +43,18 @@ class Hit:
     section: str | None = None
 
 
-def _settings_path():
+def _settings_path() -> str:
+    """Beside the table, wherever LanceDB lives (a folder or an s3:// prefix)."""
     from medlake.config import get_settings
 
-    return get_settings().vectors / "clinical_chunks.ann.json"
+    return get_settings().vectors.rstrip("/") + "/clinical_chunks.ann.json"
 
 
 def ann_settings() -> dict | None:
-    path = _settings_path()
-    return json.loads(path.read_text()) if path.is_file() else None
+    from medlake import storage
+
+    text = storage.read_text(_settings_path())
+    return json.loads(text) if text is not None else None
 
 
 def _has_index(tbl, column: str) -> bool:
@@ -90,7 +93,9 @@ def tune_ann(tbl, samples: int = 50, k: int = 10, seed: int = 0) -> dict:
                       rows=n, sample=len(queries))
         if r >= TARGET_RECALL:
             break
-    _settings_path().write_text(json.dumps(chosen))
+    from medlake import storage
+
+    storage.write_text(_settings_path(), json.dumps(chosen))
     return chosen
 
 

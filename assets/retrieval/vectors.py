@@ -63,10 +63,13 @@ class SyncResult:
     sources: dict[str, int] = field(default_factory=dict)  # table -> Delta version read
 
 
-def connect():
+def connect(**kwargs):
+    """The LanceDB database, a local folder or an s3:// prefix (MEDLAKE_VECTORS_URI)."""
     import lancedb
 
-    return lancedb.connect(str(get_settings().vectors))
+    settings = get_settings()
+    return lancedb.connect(settings.vectors, **kwargs,
+                           storage_options=settings.storage_options(settings.vectors, lance=True))
 
 
 def open_table(db=None):
@@ -85,12 +88,10 @@ def reader(fresh: bool = False):
     sees each sync's writes. Opening it anew (listing, manifest, index metadata) cost
     ~25 ms of a ~100 ms hybrid search at 100k chunks (bench/ask.py). `fresh` reopens it
     (after the table was dropped and rebuilt under the handle)."""
-    import lancedb
-
-    path = str(get_settings().vectors)
+    path = get_settings().vectors
     tbl = None if fresh else _readers.get(path)
     if tbl is None:
-        tbl = open_table(lancedb.connect(path, read_consistency_interval=timedelta(0)))
+        tbl = open_table(connect(read_consistency_interval=timedelta(0)))
         if tbl is not None:
             _readers[path] = tbl
     return tbl
