@@ -252,3 +252,14 @@ def test_ann_settings_live_beside_the_vectors_on_s3(s3_home):
     storage.write_text(search._settings_path(), '{"nprobes": 8}')
     assert search.ann_settings() == {"nprobes": 8}
     assert search._settings_path().startswith("s3://")
+
+
+def test_generate_uploads_to_a_landing_zone_on_s3(s3_home, capsys):
+    from medlake.cli import main
+
+    assert main(["generate", "--patients", "1", "--seed", "3"]) == 0
+    base = get_settings().landing_uri
+    assert f"to {base}:" in capsys.readouterr().out
+    keys = storage.filesystem().find(storage.strip(base))
+    assert {k.split("/")[2] for k in keys} == {"fhir", "dicom", "vcf"}
+    assert not (s3_home / "landing").exists()  # generated in a scratch folder, then uploaded
