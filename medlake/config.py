@@ -77,32 +77,21 @@ class S3:
         for one version exactly one wins and the other retries on the next. S3 has no
         atomic rename, so the unsafe rename fallback is switched off explicitly, whatever
         the environment says."""
-        opts = {"AWS_REGION": self.region, "AWS_CONDITIONAL_PUT": "etag",
-                "AWS_S3_ALLOW_UNSAFE_RENAME": "false"}
-        if self.endpoint:
-            opts["AWS_ENDPOINT_URL"] = self.endpoint
-        if self.http:
-            opts["AWS_ALLOW_HTTP"] = "true"
-        for name, value in (("AWS_ACCESS_KEY_ID", self.key_id),
-                            ("AWS_SECRET_ACCESS_KEY", self.secret),
-                            ("AWS_SESSION_TOKEN", self.token)):
-            if value:
-                opts[name] = value
-        return opts
+        return {**self._named("AWS_REGION", "AWS_ENDPOINT_URL", "AWS_ALLOW_HTTP", "AWS_ACCESS_KEY_ID",
+                              "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"),
+                "AWS_CONDITIONAL_PUT": "etag", "AWS_S3_ALLOW_UNSAFE_RENAME": "false"}
 
     def lance(self) -> dict[str, str]:
-        """LanceDB options (its own object_store names)."""
-        opts = {"region": self.region}
-        if self.endpoint:
-            opts["aws_endpoint"] = self.endpoint
-        if self.http:
-            opts["allow_http"] = "true"
-        for name, value in (("aws_access_key_id", self.key_id),
-                            ("aws_secret_access_key", self.secret),
-                            ("aws_session_token", self.token)):
-            if value:
-                opts[name] = value
-        return opts
+        """LanceDB options (the same settings under its own object_store names)."""
+        return self._named("region", "aws_endpoint", "allow_http", "aws_access_key_id",
+                           "aws_secret_access_key", "aws_session_token")
+
+    def _named(self, region: str, endpoint: str, http: str, key_id: str, secret: str,
+               token: str) -> dict[str, str]:
+        """The settings that are set, under a library's option names."""
+        values = {region: self.region, endpoint: self.endpoint, http: "true" if self.http else None,
+                  key_id: self.key_id, secret: self.secret, token: self.token}
+        return {name: value for name, value in values.items() if value}
 
     def fsspec(self) -> dict:
         """s3fs options: DuckDB reads the lake's Parquet through it, and the landing zone
