@@ -15,6 +15,9 @@ never stays half-landed. Earlier files' buffered rows are merged before such a f
 own, so on a key both carry the stored row is the earlier file's and that delete never
 takes another file's row with it. A run killed before the delete leaves the file
 unlogged, so the next run parses it again, meets the same error and deletes them then.
+Other writers' files are not in that order, so among them (MEDLAKE_BRONZE_WRITERS > 1)
+a file that outgrows one flush is first read through for a fatal problem and only
+then parsed again to land: a bad one never commits a row (`_read_file`).
 
 Parsing is spread over a pool of processes (one per core) with a time bound per file,
 so one pathological file is quarantined instead of hanging the run; a modality whose
@@ -385,6 +388,16 @@ def _pieces(parse: Callable, path: Path, timeout_s: float) -> Iterator[Parsed]:
     except Exception as e:  # a parser bug must not take the batch down with it
         yield Parsed(problems=[Problem(f"Could not be read ({type(e).__name__}: {e}).")],
                      fatal=True)
+
+
+class Reparsable:
+    """A file's pieces (`_pieces`), parsed afresh each time they are iterated."""
+
+    def __init__(self, parse: Callable, path: Path, timeout_s: float):
+        self.parse, self.path, self.timeout_s = parse, path, timeout_s
+
+    def __iter__(self) -> Iterator[Parsed]:
+        return _pieces(self.parse, self.path, self.timeout_s)
 
 
 class _Writer:
@@ -761,7 +774,7 @@ class _Parser:
     def map(self, paths: list[Path]):
         if not self.pooled:
             for path in paths:  # lazily parsed: a file skipped by its hash is not read
-                yield sha256_file(path), _pieces(self.parse, path, self.timeout_s)
+                yield sha256_file(path), Reparsable(self.parse, path, self.timeout_s)
             return
         # Files travel in batches: one message per file costs more than a header parse.
         queue = deque(paths[i:i + BATCH_FILES] for i in range(0, len(paths), BATCH_FILES))
@@ -800,19 +813,9 @@ def _ingest_chunk(modality: Modality, chunk: list[tuple[Path, str, tuple]],
     buffer = _Buffer(modality, summary, writer)
     quarantine, ledger = [], []
     for (path, digest, (uri, size, mtime)), pieces in zip(chunk, results):
-        status = None
         provenance = dict(source_uri=uri, source_sha256=digest, batch_id=batch_id, ingested_at=at)
-        n, problems, fatal = 0, [], False
-        for parsed in pieces:
-            status = status or parsed.status
-            problems += parsed.problems
-            if parsed.fatal:
-                fatal = True
-                break
-            for table, table_rows in parsed.rows.items():
-                n += buffer.add(table, table_rows, digest, provenance, table in parsed.distinct)
-            if buffer.size >= (modality.flush_rows or FLUSH_ROWS):
-                buffer.flush(last=digest)
+        n, problems, fatal, status = _read_file(buffer, pieces, digest, provenance,
+                                                modality.flush_rows or FLUSH_ROWS)
         if fatal:
             buffer.discard(digest)
             n = 0
@@ -832,6 +835,45 @@ def _ingest_chunk(modality: Modality, chunk: list[tuple[Path, str, tuple]],
 
     batches = buffer.take()
     writer.submit(lambda: _finish_chunk(buffer, batches, quarantine, ledger))
+
+
+def _read_file(buffer: _Buffer, pieces: Iterable[Parsed], digest: str, provenance: dict,
+               flush_rows: int) -> tuple[int, list[Problem], bool, str | None]:
+    """Buffer one file's pieces, flushing whenever `flush_rows` are buffered; returns its
+    rows, problems, whether it is fatal, and the status its parser gave.
+
+    Among other writers, a streamed file's rows must not land before the whole file is
+    known good: another writer may MERGE a file sharing its keys meanwhile, find them
+    stored and insert nothing, and the delete by hash that cleans up a file turning bad
+    would take those rows with it. So the first time such a file would flush its own
+    rows, the rest of it is read through for a fatal problem first (its rows dropped as
+    they come, memory stays bounded), and only a good file is parsed again and landed.
+    A sole writer needs no such pass: it merges earlier files' rows first (module
+    docstring)."""
+    check = not buffer.writer.sole and isinstance(pieces, Reparsable)
+    n, problems, status = 0, [], None
+    it = iter(pieces)
+    while (parsed := next(it, None)) is not None:
+        status = status or parsed.status
+        problems += parsed.problems
+        if parsed.fatal:
+            return n, problems, True, status
+        for table, table_rows in parsed.rows.items():
+            n += buffer.add(table, table_rows, digest, provenance, table in parsed.distinct)
+        if buffer.size < flush_rows:
+            continue
+        if check and digest not in buffer.flushed:
+            check = False
+            for rest in it:
+                problems += rest.problems
+                if rest.fatal:
+                    return n, problems, True, status
+            buffer.discard(digest)  # nothing of it was flushed: only the buffered rows go
+            n, problems, status = 0, [], None
+            it = iter(pieces)  # the second parse, which lands the rows
+            continue
+        buffer.flush(last=digest)
+    return n, problems, False, status
 
 
 def _finish_chunk(buffer: _Buffer, batches: list, quarantine: list[dict], ledger: list[dict]) -> None:
