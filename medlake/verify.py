@@ -2,7 +2,7 @@
 
 A lake is whole when every Delta table loads at its latest version, every data file
 that version references exists and reads, no key is stored twice, and its content is
-what a clean run stores. Content is compared without the columns that legitimately
+what a clean run stores. The lake may be local or on object storage (`s3://`). Content is compared without the columns that legitimately
 differ between two correct runs: when each row was ingested and by which batch, and,
 for a key that several files carry, which of them supplied the stored row.
 """
@@ -14,7 +14,8 @@ from urllib.parse import unquote, urlparse
 import duckdb
 from deltalake import DeltaTable
 
-from medlake import lake
+from medlake import lake, storage
+from medlake.config import is_remote
 
 # Columns that differ between two correct runs (see the module docstring); a table's own
 # keys among them (the log's source_uri, say) are compared all the same.
@@ -38,6 +39,9 @@ def tables(layers: tuple[str, ...] = ("bronze", "silver", "gold")) -> list[str]:
     (a `_delta_log` left by a killed create), so that `problems` reports it."""
     out = []
     for layer in layers:
+        if is_remote(lake.uri(f"{layer}.x")):
+            out += lake.list_tables(layer)  # no empty folders there: a prefix has a file
+            continue
         root = Path(lake.uri(f"{layer}.x")).parent
         if root.is_dir():
             out += sorted(f"{layer}.{p.name}" for p in root.iterdir() if (p / "_delta_log").is_dir())
@@ -48,16 +52,24 @@ def _local(file_uri: str) -> Path:
     return Path(unquote(urlparse(file_uri).path)) if file_uri.startswith("file:") else Path(file_uri)
 
 
+def missing_files(table_uri: str, file_uris: list[str]) -> list[str]:
+    """Those of a table's data files `file_uris` that do not exist: on object storage
+    from one listing of the table's prefix, not a request per file."""
+    if not is_remote(table_uri):
+        return [f for f in file_uris if not _local(f).is_file()]
+    stored = set(storage.filesystem().find(storage.strip(table_uri)))
+    return [f for f in file_uris if unquote(storage.strip(f)) not in stored]
+
+
 def problems(table: str, keys: list[str] | None = None) -> list[str]:
     """What is wrong with one table, as sentences (empty: nothing): it does not load, a file
     its latest version references is missing or unreadable, or a key is stored twice."""
     try:
-        dt = DeltaTable(lake.uri(table))
+        dt = DeltaTable(lake.uri(table), storage_options=lake.options())
     except Exception as e:
         return [f"{table}: does not load at its latest version ({type(e).__name__}: {e})"]
     out = []
-    files = dt.file_uris()
-    missing = [f for f in files if not _local(f).is_file()]
+    missing = missing_files(lake.uri(table), dt.file_uris())
     if missing:
         out.append(f"{table} v{dt.version()}: {len(missing)} referenced files missing, e.g. {missing[0]}")
         return out
@@ -81,7 +93,7 @@ def problems(table: str, keys: list[str] | None = None) -> list[str]:
 def content(table: str, keys: list[str] | None = None) -> tuple[int, str]:
     """(rows, fingerprint) of a table's latest version without its provenance columns
     (PROVENANCE, keys excepted): equal for two correct runs over the same files."""
-    dt = DeltaTable(lake.uri(table))
+    dt = DeltaTable(lake.uri(table), storage_options=lake.options())
     con = duckdb.connect()
     try:
         con.execute(f"CREATE VIEW t AS SELECT * FROM {lake.scan_sql(dt)}")

@@ -3,7 +3,7 @@
 import pyarrow as pa
 from deltalake import DeltaTable, write_deltalake
 
-from medlake import chaos, lake, verify
+from medlake import chaos, lake, storage, verify
 
 
 def test_a_key_stored_twice_a_missing_file_and_a_bad_log_are_found(home):
@@ -22,6 +22,19 @@ def test_a_key_stored_twice_a_missing_file_and_a_bad_log_are_found(home):
     assert "does not load" in verify.problems("bronze.half")[0]
 
 
+def test_a_key_stored_twice_and_a_missing_object_are_found_on_s3(s3_home):
+    t = "bronze.things"
+    lake.merge(t, pa.table({"k": ["a", "b"], "v": [1, 2]}), ["k"])
+    assert verify.tables(("bronze",)) == [t] and verify.problems(t, ["k"]) == []
+    write_deltalake(lake.uri(t), pa.table({"k": ["a"], "v": [3]}), mode="append",
+                    storage_options=lake.options())
+    assert verify.problems(t, ["k"]) == ["bronze.things: 1 keys (k) stored more than once"]
+    first = lake.open_table(t).file_uris()[0]
+    storage.filesystem().rm(storage.strip(first))
+    assert verify.problems(t, ["k"]) == [
+        f"bronze.things v2: 1 referenced files missing, e.g. {first}"]
+
+
 def test_content_ignores_when_and_by_which_batch_a_row_came_but_not_its_data(home):
     rows = {"k": ["a", "b"], "v": [1, 2], "batch_id": ["b1", "b1"], "source_uri": ["x", "y"]}
     lake.merge("bronze.one", pa.table(rows), ["k"])
@@ -38,14 +51,16 @@ def test_content_ignores_when_and_by_which_batch_a_row_came_but_not_its_data(hom
         "bronze.three: not in the clean run", "bronze.two: 3 rows, the clean run 2"]
 
 
-def test_the_schedule_alternates_ingests_with_one_and_four_writers_and_dbt_builds():
-    assert chaos.schedule(5) == [("ingest", 1), ("dbt", 1), ("ingest", 4), ("dbt", 1), ("ingest", 1)]
+def test_the_schedule_alternates_ingests_alone_and_among_four_writers_and_dbt_builds():
+    assert chaos.schedule(5) == [("ingest", 1), ("dbt", 1), ("concurrent", 4), ("ingest", 4),
+                                 ("ingest", 1)]
 
 
 def test_killed_ingests_and_dbt_build_rerun_to_a_whole_lake(tmp_path):
     """Three trials (bench/chaos.py runs 20): an ingest with one bronze writer (appends)
-    and one with four configured (MERGEs only), each SIGKILLed somewhere in the time a
-    clean run commits in and rerun; a dbt build over clean bronze, killed and rerun. Each
+    and one of four ingests running at once (MERGEs only), each SIGKILLed somewhere in
+    the time a clean run commits in and rerun; a dbt build over clean bronze, killed and
+    rerun. Each
     lake must then equal the clean run's: every table loads with all its files, no key
     twice, no row lost, the bad files quarantined exactly once."""
     run = chaos.Chaos(tmp_path, patients=4, chunk_files=2, dbt_select=["+gold_person"])

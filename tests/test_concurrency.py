@@ -2,6 +2,7 @@
 guarantees, the retries in lake.merge that rely on it, and four real ingest processes
 writing one lake at once, on batches that share keys and files."""
 import gzip
+import uuid
 
 import duckdb
 import orjson
@@ -245,13 +246,16 @@ def _landing_with_shared_keys(landing):
     (landing / "dicom" / "again.dcm").write_bytes(bytes(dcm))
 
 
-def test_four_concurrent_ingests_land_every_row_exactly_once(tmp_path, monkeypatch):
+@pytest.mark.parametrize("storage", ["local", "s3"])
+def test_four_concurrent_ingests_land_every_row_exactly_once(storage, tmp_path, monkeypatch, request):
     """Four ingest processes, started together, on batches of the same landing zone that
     share keys (files above) and files (each batch also takes files of the next one, bad
     ones among them): the bronze tables hold what one process ingesting the union
     stores, no key twice, every file logged and every bad one quarantined once; the
-    writes are MERGE commits from all four, and conflicts between them were retried."""
-    from tests.conftest import use_home
+    writes are MERGE commits from all four, and conflicts between them were retried.
+    On S3 the four write a bucket on the loopback S3 API server, and the reference is
+    the same union ingested on local disk."""
+    from tests.conftest import use_home, use_s3
 
     use_home(monkeypatch, tmp_path / "ref")
     landing = get_settings().landing
@@ -261,7 +265,11 @@ def test_four_concurrent_ingests_land_every_row_exactly_once(tmp_path, monkeypat
     reference = verify.snapshot(("bronze",))
     assert verify.check(("bronze",)) == []
 
-    use_home(monkeypatch, tmp_path / "par")
+    if storage == "s3":
+        use_s3(monkeypatch, tmp_path / "par", request.getfixturevalue("s3_endpoint"),
+               f"writers-{uuid.uuid4().hex[:12]}")
+    else:
+        use_home(monkeypatch, tmp_path / "par")
     monkeypatch.setenv("MEDLAKE_BRONZE_WRITERS", "4")
     batches = parallel.split(files, 4)
     for i, batch in enumerate(batches):  # the same files in two batches, bad ones too
@@ -276,7 +284,95 @@ def test_four_concurrent_ingests_land_every_row_exactly_once(tmp_path, monkeypat
     assert got["commit_retries"] > 0
     log = lake.read("bronze.ingest_log", "SELECT DISTINCT batch_id FROM t").column(0).to_pylist()
     assert sorted(log) == [f"writer-{i}" for i in range(4)]
-    ops = {t: [c["operation"] for c in DeltaTable(lake.uri(t)).history() if c["version"] > 0]
+    assert lake.uri("bronze.ingest_log").startswith("s3://" if storage == "s3" else "/")
+    ops = {t: [c["operation"] for c in lake.open_table(t).history() if c["version"] > 0]
            for t in verify.tables(("bronze",))}  # version 0 created the table
     assert all(set(o) == {"MERGE"} for o in ops.values()), ops  # nothing appended, one create
     assert ops["bronze.ingest_log"].count("MERGE") >= 4  # every writer's chunks
+
+
+def test_a_streamed_file_that_turns_bad_never_takes_a_row_another_writer_relies_on(
+        home, tmp_path, monkeypatch):
+    """With other writers about, a big VCF whose last record is malformed must not land
+    rows before that is known: another writer may meanwhile MERGE a file sharing its
+    sites, find them stored and insert nothing, and the bad file's cleanup (a delete by
+    its hash) would then take those sites with it. Here the other writer's whole ingest
+    runs just before the bad record is read, and the writes are synchronous so that
+    whatever the bad file flushed is committed by then."""
+    from assets.genomics import vcf as vcfmod
+    from assets.genomics.vcf import VCF
+    from medlake import ingest as engine
+
+    def write(path, records, samples):
+        header = ["##fileformat=VCFv4.2", "##contig=<ID=chr1,length=1000000>",
+                  '##FORMAT=<ID=GT,Number=1,Type=String,Description="Genotype">',
+                  "\t".join(["#CHROM", "POS", "ID", "REF", "ALT", "QUAL", "FILTER", "INFO",
+                             "FORMAT", *samples])]
+        path.parent.mkdir(exist_ok=True)
+        path.write_text("\n".join(header + records) + "\n")
+
+    def record(pos):
+        return "\t".join(["chr1", str(pos), ".", "A", "G", "50", "PASS", ".", "GT", "0/1", "1/1"])
+
+    write(tmp_path / "a" / "late-error.vcf", [record(100 + i) for i in range(30)] + ["chr1\t500\t.\tA"],
+          ("S1", "S2"))
+    write(tmp_path / "b" / "good.vcf", [record(100 + i) for i in range(30)], ("S1", "S2"))
+    monkeypatch.setenv("MEDLAKE_BRONZE_WRITERS", "4")
+    monkeypatch.setattr(vcfmod, "BATCH_GENOTYPES", 10)
+    monkeypatch.setattr(vcfmod, "BATCH_SITES", 5)
+    monkeypatch.setattr(VCF, "flush_rows", 20)
+    monkeypatch.setattr(engine._Writer, "submit", lambda self, job: job())
+    real_parse, parses = VCF.parse, []
+
+    def parse(path):
+        parses.append(path.name)
+        for piece in real_parse(path):
+            if piece.fatal and path.name == "late-error.vcf" and "good.vcf" not in parses:
+                other = engine.ingest(VCF, tmp_path / "b", "other-writer")
+                assert other.files_ingested == 1
+            yield piece
+
+    monkeypatch.setattr(VCF, "parse", parse)
+    bad = engine.ingest(VCF, tmp_path / "a", "bad-writer")
+
+    assert bad.files_quarantined == 1 and parses.count("late-error.vcf") == 1
+    assert lake.read("bronze.vcf_variants", "SELECT count(*) FROM t").column(0)[0].as_py() == 30
+    assert lake.read("bronze.vcf_genotypes", "SELECT sample_id, count(*) AS n FROM t GROUP BY 1 "
+                     "ORDER BY 1").to_pylist() == [{"sample_id": "S1", "n": 30}, {"sample_id": "S2", "n": 30}]
+    good = (tmp_path / "b" / "good.vcf").resolve().as_uri()
+    for table in ("bronze.vcf_variants", "bronze.vcf_genotypes"):
+        assert lake.read(table, f"SELECT DISTINCT source_uri FROM t").column(0).to_pylist() == [good]
+    # Nothing of the bad file was ever committed, so nothing had to be deleted.
+    ops = [c["operation"] for c in lake.open_table("bronze.vcf_genotypes").history()]
+    assert "DELETE" not in ops
+
+
+def test_a_big_streamed_file_is_checked_whole_before_its_rows_land_among_other_writers(
+        home, tmp_path, monkeypatch):
+    """...which costs a good file that outgrows one flush a second parse, only then."""
+    from assets.genomics import vcf as vcfmod
+    from assets.genomics.vcf import VCF
+    from medlake import ingest as engine
+    from tests.conftest import use_home
+
+    header = ["##fileformat=VCFv4.2", "##contig=<ID=chr1,length=1000000>",
+              '##FORMAT=<ID=GT,Number=1,Type=String,Description="Genotype">',
+              "#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\tFORMAT\tS1\tS2"]
+    records = [f"chr1\t{100 + i}\t.\tA\tG\t50\tPASS\t.\tGT\t0/1\t1/1" for i in range(40)]
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "big.vcf").write_text("\n".join(header + records) + "\n")
+    (tmp_path / "in" / "small.vcf").write_text("\n".join(header + records[:3]) + "\n")
+    monkeypatch.setattr(vcfmod, "BATCH_GENOTYPES", 10)
+    monkeypatch.setattr(VCF, "flush_rows", 20)
+    real_parse, parses = VCF.parse, []
+    monkeypatch.setattr(VCF, "parse", lambda path: (parses.append(path.name), real_parse(path))[1])
+
+    for writers, big_parses in (("1", 1), ("4", 2)):
+        parses.clear()
+        use_home(monkeypatch, tmp_path / f"writers-{writers}")
+        monkeypatch.setenv("MEDLAKE_BRONZE_WRITERS", writers)
+        s = engine.ingest(VCF, tmp_path / "in", "b")
+        assert s.files_ingested == 2 and s.rows["bronze.vcf_genotypes"] == 80
+        assert (parses.count("big.vcf"), parses.count("small.vcf")) == (big_parses, 1)
+        assert lake.read("bronze.vcf_genotypes", "SELECT count(*) FROM t").column(0)[0].as_py() == 80
+        assert lake.version("bronze.vcf_genotypes") >= 3  # still merged in several commits
