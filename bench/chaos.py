@@ -1,6 +1,6 @@
-"""The chaos run: SIGKILL ingests and dbt builds at random moments, rerun them, and count
-the trials whose lake is whole and equal to a clean run's (medlake/chaos.py says what is
-checked). Prints one line per trial as it ends, then "N of 20 clean", where the kills
+"""The chaos run: SIGKILL ingests (alone, or one of four running at once) and dbt builds
+at random moments, rerun them, and count the trials whose lake is whole and equal to a
+clean run's (medlake/chaos.py says what is checked). Prints one line per trial as it ends, then "N of 20 clean", where the kills
 landed and how long the reruns took.
 
 `--control N` first runs N ingest trials of a deliberately broken ingest (no probe for
@@ -35,7 +35,7 @@ def _spread(values: list[float]) -> str:
 
 def report(trials: list[chaos.Trial]) -> None:
     print(f"\n{chaos.summary(trials)}")
-    for target in ("ingest", "dbt"):
+    for target in ("ingest", "concurrent", "dbt"):
         some = [t for t in trials if t.target == target]
         if not some:
             continue

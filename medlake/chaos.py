@@ -6,7 +6,9 @@ latest version with every file it references, no key is stored twice, no row is 
 added, and the bad files are quarantined exactly as the clean run quarantined them.
 
 The ingest is what the bronze assets run (each modality's landing folder, one after the
-other); the dbt build is the command the dbt assets run (`dbt build` in dbt_project).
+other); the dbt build is the command the dbt assets run (`dbt build` in dbt_project). A
+"concurrent" trial kills one of four ingests of the same files running at once (the
+other three run to their end) and reruns it.
 Every trial has a home of its own; the landing zone is shared, so file URIs (keys of the
 ingest log and the quarantine) are the same in every trial.
 
@@ -32,12 +34,13 @@ from pathlib import Path
 from medlake import verify
 
 ROOT = Path(__file__).resolve().parents[1]
+CONCURRENT = 4  # writers in a "concurrent" trial, one of them killed
 
 
 @dataclass
 class Trial:
     number: int
-    target: str  # "ingest" or "dbt"
+    target: str  # "ingest", "concurrent" (one of several ingests killed) or "dbt"
     writers: int  # MEDLAKE_BRONZE_WRITERS of the ingest
     mode: str  # "time": killed after a random delay; "commit": right after a random commit
     delay_s: float  # when SIGKILL was sent, after the start
@@ -186,13 +189,14 @@ class Chaos:
             raise RuntimeError(f"the clean reference run is not whole: {problems}")
 
     def trial(self, number: int, target: str, writers: int = 1) -> Trial:
-        """Kill `target` ("ingest": into an empty lake; "dbt": over the reference's
-        bronze, in a new warehouse) at a random point (seeded), rerun it to the end, and
+        """Kill `target` ("ingest": into an empty lake; "concurrent": the same, while
+        three more ingests run; "dbt": over the reference's bronze, in a new warehouse) at a random point (seeded), rerun it to the end, and
         check the lake."""
         rng = random.Random(f"{self.seed}:{number}")
         home = self.workdir / f"trial-{number:02d}"
         shutil.rmtree(home, ignore_errors=True)
-        if target == "ingest":
+        others: list[subprocess.Popen] = []
+        if target in ("ingest", "concurrent"):
             cmd, layers = ingest_command(self.landing, self.chunk_files), ("bronze",)
             reference, before = self.snapshots["bronze"], 0
         elif target == "dbt":
@@ -200,28 +204,51 @@ class Chaos:
             cmd, layers = dbt_command(home, self.dbt_select), ("bronze", "silver", "gold")
             reference, before = self.snapshots["all"], commits(home)
         else:
-            raise ValueError(f"unknown target {target!r}: ingest or dbt")
+            raise ValueError(f"unknown target {target!r}: ingest, concurrent or dbt")
         env = environment(home, writers)
+        if target == "concurrent":
+            # Three more writers ingest the same landing zone meanwhile (every file and
+            # key contended), run to their end; the killed one is among four.
+            others = [subprocess.Popen(ingest_command(self.landing, self.chunk_files, f"other-{i}"),
+                                       env=env, cwd=ROOT, stdout=subprocess.DEVNULL,
+                                       stderr=subprocess.PIPE, text=True)
+                      for i in range(CONCURRENT - 1)]
         # Half the kills come at a moment from a little before the clean run's first
         # commit to its last (earlier, the process is still importing; later, it only
         # reports), catching writes half-done; half right after a commit, catching the
         # run between the commits of one piece of work (its rows, then its log).
-        first, last = self.windows[target]
+        basis = "ingest" if target == "concurrent" else target  # the clean run's figures
+        first, last = self.windows[basis]
         mode = rng.choice(["time", "commit"])
         if mode == "time":
             delay, after = rng.uniform(0.8 * first, last), None
-        else:
-            delay, after = 3 * self.times[target], rng.randint(1, max(1, self.commits[target] - 1))
+        else:  # on commits by any writer
+            delay, after = 3 * self.times[basis], rng.randint(1, max(1, self.commits[basis] - 1))
         start = time.perf_counter()
-        killed = run_and_kill(cmd, env, delay, home, after)
-        delay = time.perf_counter() - start if killed else delay
-        at_kill = commits(home) - before
+        try:
+            killed = run_and_kill(cmd, env, delay, home, after)
+            delay = time.perf_counter() - start if killed else delay
+            at_kill = commits(home) - before
+        finally:
+            failed = [_finish(p) for p in others]
+        if any(failed):
+            raise RuntimeError(f"a concurrent writer failed: {[f for f in failed if f][0]}")
         rerun_s = run(cmd, env)
         with _home(home):
             problems = verify.check(layers, reference)
         shutil.rmtree(home, ignore_errors=True)
         return Trial(number, target, writers, mode, delay, killed, at_kill,
-                     self.commits[target], rerun_s, problems)
+                     self.commits[basis], rerun_s, problems)
+
+
+def _finish(proc: subprocess.Popen, timeout_s: float = 900) -> str:
+    """Wait for a writer that is not killed; the end of its error output if it failed."""
+    try:
+        _, err = proc.communicate(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        _, err = proc.communicate()
+    return f"exit {proc.returncode}: {err[-2000:]}" if proc.returncode else ""
 
 
 class _home:
@@ -243,9 +270,10 @@ class _home:
 
 
 def schedule(trials: int) -> list[tuple[str, int]]:
-    """Which run each trial kills, and with how many bronze writers configured: ingests
-    with one writer (appends) and with four (MERGEs only), and dbt builds, in turn."""
-    cycle = [("ingest", 1), ("dbt", 1), ("ingest", 4), ("dbt", 1)]
+    """Which run each trial kills, and with how many bronze writers configured, in turn:
+    an ingest with one writer (appends), a dbt build, one of four concurrent ingests
+    (MERGEs only), and a lone ingest with four writers configured (MERGEs only)."""
+    cycle = [("ingest", 1), ("dbt", 1), ("concurrent", CONCURRENT), ("ingest", CONCURRENT)]
     return [cycle[i % len(cycle)] for i in range(trials)]
 
 
