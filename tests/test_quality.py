@@ -202,3 +202,23 @@ def test_auto_engine_goes_to_duckdb_only_when_large_and_expressible(home, monkey
     odd = [Expectation("ExpectColumnValueLengthsToBeBetween", {"column": "text", "min_value": 1}, "warn")]
     r = run_suite("silver.document", engine="auto", docs=False, record=False, suite=odd)
     assert r.engine == "pandas" and r.success
+
+
+def test_data_docs_compile_their_templates_once_per_process_and_show_each_validation(home):
+    from quality.gx_runner import TEMPLATES
+
+    TEMPLATES.clear()
+    patients(home)
+    write("silver.document", documents())
+    first = run_suite("silver.document", engine="pandas", record=False)
+    compiled = dict(TEMPLATES.code)
+    assert first.success and first.docs_index and len(compiled) > 10
+    write("silver.document", documents(document_id=None))
+    second = run_suite("silver.document", engine="pandas", record=False)
+    assert not second.success
+    assert TEMPLATES.code == compiled  # the second check's pages compiled nothing
+    pages = sorted((home / "gx").rglob("validations/silver__document/**/*.html"),
+                   key=lambda p: p.stat().st_mtime)
+    assert len(pages) == 2  # one page per validation, both rendered
+    assert ">Succeeded<" in pages[0].read_text().replace(" ", "").replace("\n", "")
+    assert "1 unexpected values found. 25% of 4 total rows." in pages[1].read_text()
