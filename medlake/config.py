@@ -37,6 +37,7 @@ ENV_VARS: dict[str, tuple[str, str]] = {
     "MEDLAKE_USER": ("login name", "who is recorded as asking, in gold.rag_audit"),
     "MEDLAKE_GX_ENGINE": ("auto", "validation engine: pandas (GX, Data Docs), duckdb, or auto (by table size)"),
     "MEDLAKE_GX_PANDAS_MAX_ROWS": ("200000", "with auto, tables above this many rows are validated in DuckDB"),
+    "MEDLAKE_GX_DOCS_KEEP": ("5", "Data Docs keep each table's newest N validations, so rebuilding them costs the same in the hundredth run as in the fifth (every result stays in gold.dq_results)"),
     "MEDLAKE_LANDING_SETTLE_SECONDS": ("10", "a landing file is ingested once unchanged this long (still-copying files wait)"),
     "MEDLAKE_BRONZE_WRITERS": ("1", "ingest runs that may write bronze at once (the lake_bronze pool's limit). 1: appends where no key is stored yet; above 1 every write is a MERGE whose commit conflicts are retried, so batches sharing keys still land once (every process must see the same value)"),
     "MEDLAKE_VACUUM_RETENTION_DAYS": ("30", "nightly vacuum keeps this many days of Delta history for time travel and audits"),

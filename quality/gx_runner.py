@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -36,6 +37,7 @@ from quality.suites import SUITES, Expectation
 DQ_RESULTS = "gold.dq_results"
 ENGINE = os.environ.get("MEDLAKE_GX_ENGINE", "auto")
 PANDAS_MAX_ROWS = int(os.environ.get("MEDLAKE_GX_PANDAS_MAX_ROWS", "200000"))
+DOCS_KEEP = int(os.environ.get("MEDLAKE_GX_DOCS_KEEP", "5"))
 
 DQ_SCHEMA = pa.schema([
     ("run_id", pa.string()), ("table_name", pa.string()), ("delta_version", pa.int64()),
@@ -219,6 +221,23 @@ def run_suite(table: str, engine: str | None = None, run_id: str = "adhoc",
     return res
 
 
+def prune_docs(name: str, keep: int) -> int:
+    """Remove all but suite `name`'s newest `keep` validations from GX's result store and
+    Data Docs; how many went. Every check rebuilds the Data Docs index, which reads every
+    stored result: unpruned, a check cost ~2.5 ms more for each one ever stored, so after
+    a year of daily runs (45 checks) each run would spend half an hour on its index.
+    Every result also lands in gold.dq_results, which keeps them all."""
+    root = get_settings().gx_root / "gx" / "uncommitted"
+    removed = 0
+    for base in (root / "validations" / name, root / "data_docs" / "local_site" / "validations" / name):
+        # <run name>/<run time>/: GX's run times (20261202T063043.191230Z) sort as text.
+        runs = sorted((p for p in base.glob("*/*") if p.is_dir()), key=lambda p: p.name)
+        for old in runs[:max(len(runs) - keep, 0)]:
+            shutil.rmtree(old, ignore_errors=True)
+            removed += 1
+    return removed
+
+
 def _run_gx(table: str, suite: list[Expectation], df, docs: bool) -> dict[int, object]:
     """GX's own expectations of `suite` on a pandas batch, by their index in `suite`
     (medlake's rules run in DuckDB either way)."""
@@ -236,6 +255,7 @@ def _run_gx(table: str, suite: list[Expectation], df, docs: bool) -> dict[int, o
     actions = [gx.checkpoint.UpdateDataDocsAction(name="data_docs")] if docs else []
     checkpoint = context.checkpoints.add_or_update(gx.Checkpoint(
         name=name, validation_definitions=[validation], actions=actions))
+    prune_docs(name, max(DOCS_KEEP - 1, 0))  # room for this one
     result = checkpoint.run(batch_parameters={"dataframe": df})
     outcome = next(iter(result.run_results.values()))
     return {(r.expectation_config.meta or {}).get("index"): r for r in outcome.results}

@@ -222,3 +222,27 @@ def test_data_docs_compile_their_templates_once_per_process_and_show_each_valida
     assert len(pages) == 2  # one page per validation, both rendered
     assert ">Succeeded<" in pages[0].read_text().replace(" ", "").replace("\n", "")
     assert "1 unexpected values found. 25% of 4 total rows." in pages[1].read_text()
+
+
+def test_data_docs_keep_each_tables_newest_validations_and_the_index_lists_those(home, monkeypatch):
+    import re
+
+    from quality import gx_runner
+
+    monkeypatch.setattr(gx_runner, "DOCS_KEEP", 2)
+    patients(home)
+    write("silver.document", documents())
+    for _ in range(3):
+        assert run_suite("silver.document", engine="pandas", record=False).success
+    write("silver.document", documents(document_id=None))
+    assert not run_suite("silver.document", engine="pandas", record=False).success
+
+    uncommitted = home / "gx" / "gx" / "uncommitted"
+    pages = sorted(uncommitted.glob("data_docs/local_site/validations/silver__document/*/*/*.html"))
+    results = sorted(uncommitted.glob("validations/silver__document/*/*/*.json"))
+    assert len(pages) == 2 and len(results) == 2
+    assert [p.parent.name for p in pages] == [r.parent.name for r in results]
+    assert "1 unexpected values found" in pages[-1].read_text()  # the newest: the failure
+    index = gx_runner.data_docs_index().read_text()
+    linked = set(re.findall(r"validations/silver__document/[^/]+/(\d{8}T\d{6}\.\d+Z)/", index))
+    assert linked == {p.parent.name for p in pages}
