@@ -118,6 +118,11 @@ def bronze_assets(modality: Modality, *, folder: str, group: str):
             f"already ingested, {summary.files_ingested} ingested, "
             f"{summary.files_quarantined} quarantined, {summary.problems} problems, "
             f"{summary.commit_retries} commit conflicts retried")
+        if summary.unlogged:
+            context.log.warning(
+                f"{modality.name}: {len(summary.unlogged)} files landed since a killed run "
+                "left rows of a file now quarantined may have relied on those rows; "
+                f"{summary.files_relanded} of them landed again in this run.")
         for spec in modality.tables:
             if context.has_partition_key and not (summary.rows.get(spec.name, 0)
                                                   or summary.problems):
@@ -133,6 +138,7 @@ def bronze_assets(modality: Modality, *, folder: str, group: str):
                 "files_quarantined": summary.files_quarantined,
                 "problems_quarantined": summary.problems,
                 "commit_retries": summary.commit_retries,
+                "files_relanded": summary.files_relanded,
             })
 
     return _assets

@@ -14,7 +14,10 @@ If a piece turns out fatal after earlier pieces were merged, the rows that file 
 never stays half-landed. Earlier files' buffered rows are merged before such a file's
 own, so on a key both carry the stored row is the earlier file's and that delete never
 takes another file's row with it. A run killed before the delete leaves the file
-unlogged, so the next run parses it again, meets the same error and deletes them then.
+unlogged, so the next run parses it again, meets the same error and deletes them then,
+the killed run's rows included. Files logged in between may have relied on those rows
+(their MERGEs found the shared keys stored): they are un-logged and ingested again
+before the run ends (`_unlog_since`, `_reland`).
 Other writers' files are not in that order, so among them (MEDLAKE_BRONZE_WRITERS > 1)
 a file that outgrows one flush is first read through for a fatal problem and only
 then parsed again to land: a bad one never commits a row (`_read_file`).
@@ -59,6 +62,7 @@ appended, those are all the rows that can share its keys.
 from __future__ import annotations
 
 import hashlib
+import logging
 import multiprocessing
 import multiprocessing.pool
 import os
@@ -200,7 +204,13 @@ class IngestSummary:
     rows: dict[str, int] = field(default_factory=dict)
     # Commit conflicts with concurrent writers that were retried (lake.commit_retries)
     commit_retries: int = 0
+    # Files landed again: they may have relied on rows a killed run left of a file that
+    # turned out bad (_Buffer._delete), so they were un-logged and ingested once more
+    files_relanded: int = 0
+    unlogged: list[str] = field(default_factory=list)  # their URIs
 
+
+log = logging.getLogger(__name__)
 
 HEAD_BYTES = 1 << 20
 
@@ -355,7 +365,27 @@ def ingest(modality: Modality, root: Path, batch_id: str, *, chunk_files: int | 
             if progress and (seen % chunk_files == 0 or seen == len(todo)):
                 progress(seen, len(todo))
     summary.commit_retries = sum(lake.commit_retries().values()) - retried
+    if summary.unlogged:
+        _reland(modality, root, batch_id, summary, chunk_files=chunk_files, workers=workers,
+                timeout_s=timeout_s, sole_writer=sole_writer)
     return summary
+
+
+def _reland(modality: Modality, root: Path, batch_id: str, summary: IngestSummary,
+            **options) -> None:
+    """Ingest the files `summary.unlogged` names once more (see `_unlog_since`)."""
+    from medlake import landing
+
+    paths = landing.local_paths(modality, summary.unlogged)
+    again = ingest(modality, root, batch_id, files=paths, **options)
+    summary.files_relanded = again.files_ingested
+    summary.commit_retries += again.commit_retries
+    for table, n in again.rows.items():
+        summary.rows[table] = summary.rows.get(table, 0) + n
+    if len(paths) < len(summary.unlogged):
+        log.warning("%s: %d of the files to land again are no longer in the landing zone; "
+                    "their rows that shared keys with the bad file are gone until they land "
+                    "again", modality.name, len(summary.unlogged) - len(paths))
 
 
 def _unique(rows: pa.Table, keys: list[str]) -> bool:
@@ -455,10 +485,13 @@ class _Writer:
 class _Buffer:
     """Rows waiting for a MERGE, per table, tagged with the file they came from."""
 
-    def __init__(self, modality: Modality, summary: IngestSummary, writer: _Writer):
+    def __init__(self, modality: Modality, summary: IngestSummary, writer: _Writer, at: datetime):
         self.specs = {spec.name: spec for spec in modality.tables}
         self.summary = summary
         self.writer = writer
+        self.at = at  # this chunk's ingested_at: older rows were written by earlier runs
+        # The oldest row a killed run left of a file that turned out bad (see _delete).
+        self.leftovers_since: datetime | None = None
         # table -> [(file digest, rows, keys vouched distinct)]
         self.tables: dict[str, list[tuple[str, list[dict] | _Stamped, bool]]] = {
             name: [] for name in self.specs}
@@ -483,20 +516,35 @@ class _Buffer:
         self.size += len(rows)
         return len(rows)
 
-    def discard(self, digest: str) -> None:
-        """Forget a file's rows: drop the buffered ones, delete the merged ones (after
-        the writes in flight, which may be the ones that stored them)."""
+    def discard(self, digest: str, streamed: bool = False) -> None:
+        """Forget a bad file's rows: drop the buffered ones, delete the merged ones (after
+        the writes in flight, which may be the ones that stored them). A streamed file
+        may also have rows a killed run left; they are looked for and deleted too."""
         for name, pending in self.tables.items():
             self.tables[name] = [p for p in pending if p[0] != digest]
         self.size = sum(len(p[1]) for pending in self.tables.values() for p in pending)
-        if digest in self.flushed:
+        if digest in self.flushed or streamed:
             self.writer.submit(lambda: self._delete(digest))
 
     def _delete(self, digest: str) -> None:
+        """Delete a bad file's rows. Rows from before this chunk were left by a killed
+        run, and files logged since may have MERGEd keys they share, found them stored
+        and inserted nothing: `_finish_chunk` un-logs those files so that the next run
+        lands them again (their MERGEs then insert what this delete took)."""
         self.writer.handles.clear()  # the deletes below commit through handles of their own
-        for name in self.tables:
-            deleted = lake.delete(name, f"source_sha256 = '{digest}'")
-            self.summary.rows[name] = self.summary.rows.get(name, 0) - deleted
+        for name, spec in self.specs.items():
+            if "ingested_at" not in spec.schema.names:
+                deleted = lake.delete(name, f"source_sha256 = '{digest}'")
+                self.summary.rows[name] = self.summary.rows.get(name, 0) - deleted
+                continue
+            mine, earliest = lake.read(
+                name, "SELECT count(*) FILTER (WHERE ingested_at >= ?), min(ingested_at) "
+                      "FILTER (WHERE ingested_at < ?) FROM t WHERE source_sha256 = ?",
+                [self.at, self.at, digest]).to_pylist()[0].values()
+            if earliest is not None and (self.leftovers_since is None or earliest < self.leftovers_since):
+                self.leftovers_since = earliest
+            lake.delete(name, f"source_sha256 = '{digest}'")
+            self.summary.rows[name] = self.summary.rows.get(name, 0) - mine
 
     def take(self, but: str | None = None) -> list[tuple[TableSpec, list]]:
         """The buffered rows, per table, except those of file `but` when given; they are
@@ -810,14 +858,14 @@ def _ingest_chunk(modality: Modality, chunk: list[tuple[Path, str, tuple]],
     """Parse one chunk of files and hand its writes to `writer`: `results` holds each
     file's parse, as pieces."""
     at = now()
-    buffer = _Buffer(modality, summary, writer)
+    buffer = _Buffer(modality, summary, writer, at)
     quarantine, ledger = [], []
     for (path, digest, (uri, size, mtime)), pieces in zip(chunk, results):
         provenance = dict(source_uri=uri, source_sha256=digest, batch_id=batch_id, ingested_at=at)
         n, problems, fatal, status = _read_file(buffer, pieces, digest, provenance,
                                                 modality.flush_rows or FLUSH_ROWS)
         if fatal:
-            buffer.discard(digest)
+            buffer.discard(digest, streamed=modality.streams)
             n = 0
         for p in problems:
             quarantine.append(dict(source_uri=uri + p.where, source_sha256=digest,
@@ -888,3 +936,24 @@ def _finish_chunk(buffer: _Buffer, batches: list, quarantine: list[dict], ledger
     lake.merge(INGEST_LOG, pa.Table.from_pylist(ledger, LOG_SCHEMA),
                ["source_uri", "source_sha256"], sole_writer=buffer.writer.sole,
                handle=buffer.writer.table(INGEST_LOG))
+    if buffer.leftovers_since is not None:
+        _unlog_since(buffer)
+
+
+def _unlog_since(buffer: _Buffer) -> None:
+    """Un-log the files that landed since a killed run left rows of a file now found bad
+    (the rows are deleted): a key such a file shares with them was found stored by its
+    MERGE and not inserted. `ingest` lands them again before it returns, and their MERGEs
+    insert what the delete took."""
+    since, modality = buffer.leftovers_since, buffer.summary.modality
+    where = (f"modality = '{modality}' AND status <> 'quarantined' "
+             f"AND ingested_at >= '{since.isoformat()}'")
+    uris = lake.read(INGEST_LOG, f"SELECT source_uri FROM t WHERE {where}").column(0).to_pylist()
+    buffer.writer.handles.pop(INGEST_LOG, None)  # the delete commits through its own handle
+    lake.delete(INGEST_LOG, where)
+    buffer.summary.unlogged += uris
+    buffer.leftovers_since = None
+    if uris:
+        log.warning("%s: a bad file had rows left by a killed run since %s; %d files logged "
+                    "since may have relied on them and land again", modality, since.isoformat(),
+                    len(uris))

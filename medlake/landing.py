@@ -24,6 +24,7 @@ from datetime import datetime, timezone
 from functools import lru_cache
 from pathlib import Path
 from collections.abc import Iterable, Iterator
+from urllib.parse import unquote, urlparse
 
 from medlake import storage
 from medlake.config import get_settings
@@ -218,6 +219,25 @@ def stage(modality: str, folder: str, patterns: Iterable[str] = ("**/*",),
         tmp.write_text(json.dumps(index, sort_keys=True))
         tmp.replace(index_path)
     return root
+
+
+def local_paths(modality, uris: Iterable[str]) -> list[Path]:
+    """Local files for landing files recorded under `uris` (as `Settings.source_uri`
+    writes them): file URIs as they are, objects staged again from the landing zone.
+    Files that are gone are left out."""
+    settings = get_settings()
+    prefix = settings.landing_uri.rstrip("/") + "/"
+    out, remote = [], {}
+    for uri in uris:
+        if settings.landing_remote and uri.startswith(prefix):
+            folder, rel = uri[len(prefix):].split("/", 1)
+            remote.setdefault(folder, []).append(rel)
+        else:
+            out.append(Path(unquote(urlparse(uri).path)) if uri.startswith("file:") else Path(uri))
+    for folder, rels in remote.items():
+        root = stage(modality.name, folder, modality.patterns, only=rels)
+        out += [root / rel for rel in rels]
+    return [p for p in out if p.is_file()]
 
 
 def publish(src: Path) -> list[str]:

@@ -454,3 +454,48 @@ def test_every_call_decodes_as_cyvcf2_reads_it_one_at_a_time(home, shared, monke
     assert len(single) > 20_000
     wrong = [(key, got[key], want[key]) for key in single if got[key] != want[key]]
     assert not wrong, (len(wrong), *wrong[:5])
+
+
+@pytest.mark.parametrize("writers", ["1", "4"])
+def test_rows_a_killed_run_left_of_a_bad_file_go_and_files_that_relied_on_them_land_again(
+        home, tmp_path, monkeypatch, writers):
+    """A run killed while a big VCF with a bad last record was landing leaves some of its
+    rows. Another file sharing those sites lands before the rerun: its MERGE finds them
+    stored and inserts nothing. The rerun finds the bad record, deletes every row of the
+    bad file (left by the killed run too, with one writer or with four configured), and
+    lands the other file again, so it is whole."""
+    bad, good = tmp_path / "bad", tmp_path / "good"
+    bad.mkdir(), good.mkdir()
+    _write(bad / "late-error.vcf", [_record(100 + i) for i in range(30)] + ["chr1\t500\t.\tA"])
+    _write(good / "good.vcf", [_record(100 + i) for i in range(30)])
+    monkeypatch.setattr(vcfmod, "BATCH_GENOTYPES", 10)
+    monkeypatch.setattr(VCF, "flush_rows", 20)
+    real_merge = lake.merge
+
+    def killed_at_second_write(table, rows, *args, **kwargs):
+        if table == vcfmod.GENOTYPES.name and lake.version(table) >= 1:
+            raise KeyboardInterrupt("killed")
+        return real_merge(table, rows, *args, **kwargs)
+
+    monkeypatch.setattr(engine.lake, "merge", killed_at_second_write)
+    with pytest.raises(KeyboardInterrupt):
+        ingest(VCF, bad, "killed")
+    monkeypatch.setattr(engine.lake, "merge", real_merge)
+    left = _count("bronze.vcf_genotypes")
+    assert left == 20  # the killed run's first flush of the bad file: 10 sites x 2 samples
+
+    assert ingest(VCF, good, "other").files_ingested == 1
+    assert _count("bronze.vcf_genotypes") == 60  # ...of which `left` are the bad file's
+
+    monkeypatch.setenv("MEDLAKE_BRONZE_WRITERS", writers)
+    rerun = ingest(VCF, bad, "rerun")
+    good_uri, bad_uri = ((d / f).resolve().as_uri() for d, f in ((good, "good.vcf"), (bad, "late-error.vcf")))
+    assert rerun.files_quarantined == 1 and rerun.unlogged == [good_uri] and rerun.files_relanded == 1
+    assert rerun.rows["bronze.vcf_genotypes"] == left  # what the delete took, landed again
+    assert _count("bronze.vcf_genotypes", f"source_uri = '{bad_uri}'") == 0
+    assert _count("bronze.vcf_genotypes") == 60 and _count("bronze.vcf_variants") == 30
+    log = lake.read("bronze.ingest_log", "SELECT source_uri, status, batch_id FROM t ORDER BY 1").to_pylist()
+    assert log == [{"source_uri": bad_uri, "status": "quarantined", "batch_id": "rerun"},
+                   {"source_uri": good_uri, "status": "ingested", "batch_id": "rerun"}]
+    v = lake.version("bronze.vcf_genotypes")
+    assert ingest(VCF, good, "once-more").files_skipped == 1 and lake.version("bronze.vcf_genotypes") == v

@@ -263,3 +263,20 @@ def test_generate_uploads_to_a_landing_zone_on_s3(s3_home, capsys):
     keys = storage.filesystem().find(storage.strip(base))
     assert {k.split("/")[2] for k in keys} == {"fhir", "dicom", "vcf"}
     assert not (s3_home / "landing").exists()  # generated in a scratch folder, then uploaded
+
+
+def test_recorded_uris_map_back_to_local_files_staging_objects_again(s3_home, tmp_path):
+    """What a file that must land again is read from (ingest's re-landing): an object's
+    URI is staged from the landing zone again; a file URI is the file; gone ones drop."""
+    from assets.genomics.vcf import VCF
+
+    fs, base = storage.filesystem(), get_settings().landing_uri
+    _put(fs, f"{base}/vcf/sub/x.vcf", b"##fileformat=VCFv4.2\n")
+    here = tmp_path / "y.vcf"
+    here.write_text("y")
+    got = landing.local_paths(VCF, [f"{base}/vcf/sub/x.vcf", here.as_uri(), f"{base}/vcf/gone.vcf",
+                                    (tmp_path / "gone.vcf").as_uri()])
+    staged = s3_home / "landing_cache" / "vcf" / "sub" / "x.vcf"
+    assert got == [here, staged]
+    assert staged.read_bytes() == b"##fileformat=VCFv4.2\n"
+    assert get_settings().source_uri(staged) == f"{base}/vcf/sub/x.vcf"
