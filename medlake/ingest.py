@@ -529,8 +529,8 @@ class _Buffer:
     def _delete(self, digest: str) -> None:
         """Delete a bad file's rows. Rows from before this chunk were left by a killed
         run, and files logged since may have MERGEd keys they share, found them stored
-        and inserted nothing: `_finish_chunk` un-logs those files so that the next run
-        lands them again (their MERGEs then insert what this delete took)."""
+        and inserted nothing: `_finish_chunk` un-logs those files and `ingest` lands them
+        again (their MERGEs then insert what this delete took)."""
         self.writer.handles.clear()  # the deletes below commit through handles of their own
         for name, spec in self.specs.items():
             if "ingested_at" not in spec.schema.names:
