@@ -35,12 +35,10 @@ SETUPS = [(1, 1), (1, 4), (2, 2), (4, 4)]  # (processes, MEDLAKE_BRONZE_WRITERS)
 def s3_lake(endpoint: str, bucket: str) -> str:
     """A new bucket on the S3 API server at `endpoint`, with the environment pointing at
     it (the writer processes inherit it); its lake URI."""
-    import boto3  # moto's dependency (dev extra)
+    from tests.s3_server import CREDENTIALS, create_bucket
 
-    creds = dict(AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="bench", AWS_REGION="us-east-1")
-    os.environ.update(AWS_ENDPOINT_URL=endpoint, **creds)
-    boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1",
-                 aws_access_key_id="bench", aws_secret_access_key="bench").create_bucket(Bucket=bucket)
+    os.environ.update(AWS_ENDPOINT_URL=endpoint, **CREDENTIALS)
+    create_bucket(endpoint, bucket)
     return f"s3://{bucket}/lake"
 
 

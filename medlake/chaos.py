@@ -190,8 +190,8 @@ class Chaos:
 
     def trial(self, number: int, target: str, writers: int = 1) -> Trial:
         """Kill `target` ("ingest": into an empty lake; "concurrent": the same, while
-        three more ingests run; "dbt": over the reference's bronze, in a new warehouse) at a random point (seeded), rerun it to the end, and
-        check the lake."""
+        three more ingests run; "dbt": over the reference's bronze, in a new warehouse)
+        at a random point (seeded), rerun it to the end, and check the lake."""
         rng = random.Random(f"{self.seed}:{number}")
         home = self.workdir / f"trial-{number:02d}"
         shutil.rmtree(home, ignore_errors=True)

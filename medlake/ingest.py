@@ -532,11 +532,7 @@ class _Buffer:
         and inserted nothing: `_finish_chunk` un-logs those files and `ingest` lands them
         again (their MERGEs then insert what this delete took)."""
         self.writer.handles.clear()  # the deletes below commit through handles of their own
-        for name, spec in self.specs.items():
-            if "ingested_at" not in spec.schema.names:
-                deleted = lake.delete(name, f"source_sha256 = '{digest}'")
-                self.summary.rows[name] = self.summary.rows.get(name, 0) - deleted
-                continue
+        for name in self.specs:  # every bronze row carries its provenance (ingested_at)
             mine, earliest = lake.read(
                 name, "SELECT count(*) FILTER (WHERE ingested_at >= ?), min(ingested_at) "
                       "FILTER (WHERE ingested_at < ?) FROM t WHERE source_sha256 = ?",

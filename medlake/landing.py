@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 import uuid
 from dataclasses import dataclass, field
@@ -24,7 +23,6 @@ from datetime import datetime, timezone
 from functools import lru_cache
 from pathlib import Path
 from collections.abc import Iterable, Iterator
-from urllib.parse import unquote, urlparse
 
 from medlake import storage
 from medlake.config import get_settings
@@ -197,16 +195,9 @@ def stage(modality: str, folder: str, patterns: Iterable[str] = ("**/*",),
         if index.get(rel) != state or not fresh:
             todo[rel] = state
     if todo:
-        # Fetched side by side under temporary names, then renamed: a copy is whole.
-        temps = {rel: root / f"{rel}.{uuid.uuid4().hex}.part" for rel in todo}
-        for tmp in temps.values():
-            tmp.parent.mkdir(parents=True, exist_ok=True)
-        storage.filesystem().get([storage.strip(f"{base}/{rel}") for rel in todo],
-                                 [str(temps[rel]) for rel in todo])
-        for rel, (_, _, mtime_ns) in todo.items():
-            os.utime(temps[rel], ns=(mtime_ns, mtime_ns))
-            os.replace(temps[rel], root / rel)
-            index[rel] = todo[rel]
+        storage.fetch({f"{base}/{rel}": root / rel for rel in todo},
+                      {f"{base}/{rel}": state[2] for rel, state in todo.items()})
+        index.update(todo)
     if only is None:  # copies of ingested or deleted objects, and leftover parts, go
         index = {rel: state for rel, state in index.items() if rel in objects}
         copies = [p for p in root.rglob("*") if p.is_file()] if root.is_dir() else []
@@ -233,7 +224,7 @@ def local_paths(modality, uris: Iterable[str]) -> list[Path]:
             folder, rel = uri[len(prefix):].split("/", 1)
             remote.setdefault(folder, []).append(rel)
         else:
-            out.append(Path(unquote(urlparse(uri).path)) if uri.startswith("file:") else Path(uri))
+            out.append(storage.local_path(uri))
     for folder, rels in remote.items():
         root = stage(modality.name, folder, modality.patterns, only=rels)
         out += [root / rel for rel in rels]

@@ -17,6 +17,7 @@ import os
 import time
 import uuid
 from pathlib import Path
+from urllib.parse import unquote, urlparse
 
 import fsspec
 
@@ -37,12 +38,31 @@ def strip(uri: str) -> str:
     return uri.split("://", 1)[1] if "://" in uri else uri
 
 
+def local_path(uri: str) -> Path:
+    """The local file a path or file:// URI names."""
+    return Path(unquote(urlparse(uri).path)) if uri.startswith("file:") else Path(uri)
+
+
+def fetch(copies: dict[str, Path], mtimes_ns: dict[str, int] | None = None) -> None:
+    """Fetch objects (URI -> local path) side by side, each under a temporary name that
+    is then renamed, so a reader never sees half a file; with `mtimes_ns` (by URI), each
+    copy gets its object's time."""
+    temps = {uri: path.with_name(f".{path.name}.{uuid.uuid4().hex}.part")
+             for uri, path in copies.items()}
+    for tmp in temps.values():
+        tmp.parent.mkdir(parents=True, exist_ok=True)
+    filesystem().get([strip(u) for u in copies], [str(temps[u]) for u in copies])
+    for uri, path in copies.items():
+        if mtimes_ns:
+            os.utime(temps[uri], ns=(mtimes_ns[uri], mtimes_ns[uri]))
+        os.replace(temps[uri], path)
+
+
 def local_files(uris: list[str]) -> list[str]:
     """Paths DuckDB can read for the lake's data files `uris`: local files as they are;
     objects as copies in `MEDLAKE_HOME/lake_cache/<bucket>/<key>` (the key keeps its
-    `column=value/` partition folders), fetched side by side on first use. Each copy is
-    written under a temporary name and renamed, so a reader never sees half a file; a
-    copy still in use has its time refreshed daily, so `prune_cache` keeps it."""
+    `column=value/` partition folders), fetched on first use (`fetch`). A copy still in
+    use has its time refreshed daily, so `prune_cache` keeps it."""
     if not uris or not is_remote(uris[0]):
         return uris
     root = get_settings().lake_cache
@@ -56,13 +76,7 @@ def local_files(uris: list[str]) -> list[str]:
             todo[uri] = path
         out.append(str(path))
     if todo:
-        temps = {uri: path.with_name(f".{path.name}.{uuid.uuid4().hex}.part")
-                 for uri, path in todo.items()}
-        for tmp in temps.values():
-            tmp.parent.mkdir(parents=True, exist_ok=True)
-        filesystem().get([strip(u) for u in todo], [str(temps[u]) for u in todo])
-        for uri, path in todo.items():
-            os.replace(temps[uri], path)
+        fetch(todo)
     return out
 
 

@@ -2,14 +2,15 @@
 
 A lake is whole when every Delta table loads at its latest version, every data file
 that version references exists and reads, no key is stored twice, and its content is
-what a clean run stores. The lake may be local or on object storage (`s3://`). Content is compared without the columns that legitimately
-differ between two correct runs: when each row was ingested and by which batch, and,
-for a key that several files carry, which of them supplied the stored row.
+what a clean run stores; the lake may be local or on object storage (`s3://`). Content
+is compared without the columns that legitimately differ between two correct runs: when
+each row was ingested and by which batch, and, for a key that several files carry, which
+of them supplied the stored row.
 """
 from __future__ import annotations
 
 from pathlib import Path
-from urllib.parse import unquote, urlparse
+from urllib.parse import unquote
 
 import duckdb
 from deltalake import DeltaTable
@@ -48,15 +49,11 @@ def tables(layers: tuple[str, ...] = ("bronze", "silver", "gold")) -> list[str]:
     return out
 
 
-def _local(file_uri: str) -> Path:
-    return Path(unquote(urlparse(file_uri).path)) if file_uri.startswith("file:") else Path(file_uri)
-
-
 def missing_files(table_uri: str, file_uris: list[str]) -> list[str]:
     """Those of a table's data files `file_uris` that do not exist: on object storage
     from one listing of the table's prefix, not a request per file."""
     if not is_remote(table_uri):
-        return [f for f in file_uris if not _local(f).is_file()]
+        return [f for f in file_uris if not storage.local_path(f).is_file()]
     stored = set(storage.filesystem().find(storage.strip(table_uri)))
     return [f for f in file_uris if unquote(storage.strip(f)) not in stored]
 
@@ -93,7 +90,7 @@ def problems(table: str, keys: list[str] | None = None) -> list[str]:
 def content(table: str, keys: list[str] | None = None) -> tuple[int, str]:
     """(rows, fingerprint) of a table's latest version without its provenance columns
     (PROVENANCE, keys excepted): equal for two correct runs over the same files."""
-    dt = DeltaTable(lake.uri(table), storage_options=lake.options())
+    dt = lake.open_table(table)
     con = duckdb.connect()
     try:
         con.execute(f"CREATE VIEW t AS SELECT * FROM {lake.scan_sql(dt)}")

@@ -33,15 +33,11 @@ def use_s3(monkeypatch, home: Path, endpoint: str, bucket: str) -> Path:
     monkeypatch.setenv("MEDLAKE_LAKE_URI", f"s3://{bucket}/lake")
     monkeypatch.setenv("MEDLAKE_VECTORS_URI", f"s3://{bucket}/vectors")
     monkeypatch.setenv("MEDLAKE_LANDING_URI", f"s3://{bucket}/landing")
-    for name, value in (("AWS_ENDPOINT_URL", endpoint), ("AWS_ACCESS_KEY_ID", "testing"),
-                        ("AWS_SECRET_ACCESS_KEY", "testing"), ("AWS_REGION", "us-east-1")):
-        monkeypatch.setenv(name, value)
-    import boto3  # moto's dependency; s3fs's mkdir sends a LocationConstraint us-east-1 refuses
+    from tests.s3_server import CREDENTIALS, create_bucket
 
-    s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1",
-                      aws_access_key_id="testing", aws_secret_access_key="testing")
-    if bucket not in [b["Name"] for b in s3.list_buckets()["Buckets"]]:
-        s3.create_bucket(Bucket=bucket)
+    for name, value in {"AWS_ENDPOINT_URL": endpoint, **CREDENTIALS}.items():
+        monkeypatch.setenv(name, value)
+    create_bucket(endpoint, bucket)
     return home
 
 

@@ -45,3 +45,20 @@ class S3Server:
         self.process.join(10)
         if self.process.is_alive():
             self.process.kill()
+
+
+# What the tests and benches sign with (moto accepts any).
+CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+               "AWS_REGION": "us-east-1"}
+
+
+def create_bucket(endpoint: str, bucket: str) -> None:
+    """Create `bucket` on the server at `endpoint` unless it is there (boto3, moto's own
+    dependency: s3fs's mkdir sends a LocationConstraint that us-east-1 refuses)."""
+    import boto3
+
+    s3 = boto3.client("s3", endpoint_url=endpoint, region_name=CREDENTIALS["AWS_REGION"],
+                      aws_access_key_id=CREDENTIALS["AWS_ACCESS_KEY_ID"],
+                      aws_secret_access_key=CREDENTIALS["AWS_SECRET_ACCESS_KEY"])
+    if bucket not in [b["Name"] for b in s3.list_buckets()["Buckets"]]:
+        s3.create_bucket(Bucket=bucket)

@@ -13,7 +13,7 @@ def test_a_key_stored_twice_a_missing_file_and_a_bad_log_are_found(home):
     write_deltalake(lake.uri(t), pa.table({"k": ["a"], "v": [3]}), mode="append")
     assert verify.problems(t, ["k"]) == ["bronze.things: 1 keys (k) stored more than once"]
     dt = DeltaTable(lake.uri(t))
-    verify._local(dt.file_uris()[0]).unlink()
+    storage.local_path(dt.file_uris()[0]).unlink()
     assert "referenced files missing" in verify.problems(t, ["k"])[0]
     # A create killed before its first commit: not a table to readers, a problem here.
     (home / "lake" / "bronze" / "half" / "_delta_log").mkdir(parents=True)
