@@ -8,7 +8,8 @@ files next time, and the MERGEs make that re-processing harmless.
 
 A parser may also yield a file's rows in pieces (a generator of `Parsed`), so a file
 larger than memory streams through: rows are merged whenever `FLUSH_ROWS` (or the
-modality's own `flush_rows`) are buffered.
+modality's own `flush_rows`) are buffered, or its `flush_idle_rows` while the writer has
+nothing to do.
 If a piece turns out fatal after earlier pieces were merged, the rows that file wrote
 (its `source_sha256`) are deleted again before the file is quarantined: a bad file
 never stays half-landed. Earlier files' buffered rows are merged before such a file's
@@ -188,6 +189,11 @@ class Modality:
     # cross to a worker), so memory stays bounded by FLUSH_ROWS.
     streams: bool = False
     flush_rows: int | None = None  # FLUSH_ROWS for this modality (small rows: flush fewer times)
+    # Also flush once this many rows are buffered if the writer has nothing to do: a
+    # large streamed file then keeps the second core busy from its first pieces, not
+    # from its first `flush_rows`, and the flush after its last piece is smaller. None:
+    # only at `flush_rows` (for a modality whose flushes cost more than the overlap wins).
+    flush_idle_rows: int | None = None
     # Optional: parse from the file's first HEAD_BYTES (all of it when `complete`), which
     # a pool worker has already read to hash the file, so the file is read only once.
     parse_head: Callable[[Path, bytes, bool], Parsed] | None = None
@@ -474,6 +480,10 @@ class _Writer:
     def submit(self, job: Callable[[], None]) -> None:
         self.wait()
         self.pending = self.pool.submit(job)
+
+    def idle(self) -> bool:
+        """Whether no write is in flight."""
+        return self.pending is None or self.pending.done()
 
     def wait(self) -> None:
         """Block until the write in flight is done; raise its error here."""
@@ -859,7 +869,7 @@ def _ingest_chunk(modality: Modality, chunk: list[tuple[Path, str, tuple]],
     for (path, digest, (uri, size, mtime)), pieces in zip(chunk, results):
         provenance = dict(source_uri=uri, source_sha256=digest, batch_id=batch_id, ingested_at=at)
         n, problems, fatal, status = _read_file(buffer, pieces, digest, provenance,
-                                                modality.flush_rows or FLUSH_ROWS)
+                                                modality.flush_rows or FLUSH_ROWS, modality.flush_idle_rows)
         if fatal:
             buffer.discard(digest, streamed=modality.streams)
             n = 0
@@ -882,9 +892,10 @@ def _ingest_chunk(modality: Modality, chunk: list[tuple[Path, str, tuple]],
 
 
 def _read_file(buffer: _Buffer, pieces: Iterable[Parsed], digest: str, provenance: dict,
-               flush_rows: int) -> tuple[int, list[Problem], bool, str | None]:
-    """Buffer one file's pieces, flushing whenever `flush_rows` are buffered; returns its
-    rows, problems, whether it is fatal, and the status its parser gave.
+               flush_rows: int, idle_rows: int | None = None) -> tuple[int, list[Problem], bool, str | None]:
+    """Buffer one file's pieces, flushing whenever `flush_rows` are buffered, or
+    `idle_rows` while the writer is idle; returns its rows, problems, whether it is
+    fatal, and the status its parser gave.
 
     Among other writers, a streamed file's rows must not land before the whole file is
     known good: another writer may MERGE a file sharing its keys meanwhile, find them
@@ -904,7 +915,8 @@ def _read_file(buffer: _Buffer, pieces: Iterable[Parsed], digest: str, provenanc
             return n, problems, True, status
         for table, table_rows in parsed.rows.items():
             n += buffer.add(table, table_rows, digest, provenance, table in parsed.distinct)
-        if buffer.size < flush_rows:
+        if buffer.size < flush_rows and not (
+                idle_rows and not check and buffer.size >= idle_rows and buffer.writer.idle()):
             continue
         if check and digest not in buffer.flushed:
             check = False

@@ -141,6 +141,46 @@ def test_streamed_file_is_merged_piece_by_piece(home, tmp_path, monkeypatch):
     assert lake.version("bronze.vcf_genotypes") >= 3  # merged in several commits, not at the end
 
 
+@pytest.mark.parametrize("idle", [True, False], ids=["writer-idle", "writer-busy"])
+def test_a_streamed_file_flushes_early_only_while_the_writer_is_idle(home, tmp_path, monkeypatch, idle):
+    """Below `flush_rows`, a piece is flushed at `flush_idle_rows` only when no write is in
+    flight: the writer starts on a large file's first pieces instead of waiting for a
+    full flush. Either way the same rows land."""
+    d = tmp_path / "in"
+    d.mkdir()
+    _write(d / "big.vcf", [_record(100 + i) for i in range(40)])
+    monkeypatch.setattr(vcfmod, "BATCH_GENOTYPES", 10)
+    monkeypatch.setattr(VCF, "flush_rows", 1_000)  # never reached: only idle flushes split the file
+    monkeypatch.setattr(VCF, "flush_idle_rows", 20)
+    commits = []
+    real_merge = lake.merge
+
+    def counted(table, rows, *args, **kwargs):
+        if table == vcfmod.GENOTYPES.name:
+            commits.append(rows.num_rows)
+        return real_merge(table, rows, *args, **kwargs)
+
+    # Idle or busy on demand: an idle writer is one whose write has finished.
+    monkeypatch.setattr(engine._Writer, "idle", (lambda w: w.wait() or True) if idle else (lambda w: False))
+    monkeypatch.setattr(engine.lake, "merge", counted)
+    assert ingest(VCF, d, "b").files_ingested == 1
+    assert commits == ([20, 20, 20, 20] if idle else [80])
+    got = lake.read("bronze.vcf_genotypes", "SELECT count(*), count(DISTINCT (sample_id, variant_id)) FROM t")
+    assert list(got.to_pylist()[0].values()) == [80, 80]
+    assert _count("bronze.vcf_variants") == 40
+
+
+def test_the_writer_is_idle_only_without_a_write_in_flight():
+    release = __import__("threading").Event()
+    with engine._Writer() as writer:
+        assert writer.idle()
+        writer.submit(release.wait)
+        assert not writer.idle()
+        release.set()
+        writer.wait()
+        assert writer.idle()
+
+
 def test_provenance_of_a_pieced_file_is_written_as_one_dictionary_value(home, tmp_path, monkeypatch):
     # A file's pieces share their provenance: a Parquet dictionary of one value. A
     # dictionary repeating it per piece made Parquet spell the columns out (half of
