@@ -259,6 +259,24 @@ def test_carrier_flag_forces_a_pathogenic_brca_het():
     assert hits
 
 
+def test_a_benchmark_file_outgrowing_a_small_gene_moves_on_to_the_others(monkeypatch):
+    """A cohort-scale file asks for more sites than a small gene holds (APOE: a few
+    hundred). The generator used to loop forever there; now a full gene is skipped, and
+    only when every gene is full does it stop, saying so."""
+    monkeypatch.setattr(vcfmod, "GENES", {g: vcfmod.GENES[g] for g in ("APOE", "HBB")})
+    monkeypatch.setattr(vcfmod, "_TRIES", 2_000)
+    rng, used, variants = random.Random(7), set(), []
+    with pytest.raises(vcfmod.GeneFull, match="all 2 catalog genes are full; ask for fewer sites"):
+        while True:
+            variants.append(vcfmod._synthetic(rng, used))
+    assert {("full", "APOE"), ("full", "HBB")} <= used
+    for gene in ("APOE", "HBB"):
+        chrom, start, end = vcfmod.GENES[gene][:3]
+        spots = sorted(v.pos for v in variants if v.gene == gene)
+        assert len(spots) > 150 and all(start + 100 <= p <= end - 100 for p in spots)
+        assert all(b - a > 4 for a, b in zip(spots, spots[1:]))  # never on or next to another
+
+
 # -------------------------------------------------------------- bad files
 
 

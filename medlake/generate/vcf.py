@@ -152,14 +152,27 @@ def _chrom_order(chrom: str) -> int:
     return int(name) if name.isdigit() else {"X": 23, "Y": 24, "M": 25}.get(name, 26)
 
 
+class GeneFull(ValueError):
+    """No position is left in a gene for another record (a benchmark-sized file)."""
+
+
+# A gene with room left yields a free position in a few tries; this many failing in a row
+# means it is full (a small gene such as APOE holds a few hundred records).
+_TRIES = 10_000
+
+
 def _free_pos(rng: random.Random, gene: str, used: set) -> int:
-    """A position inside the gene not used by another record."""
+    """A position inside the gene not used by another record. A full gene is marked so in
+    `used` (as ("full", gene)) and raises GeneFull from then on without trying again."""
     chrom, start, end = GENES[gene][:3]
-    while True:
-        pos = rng.randint(start + 100, end - 100)
-        if all((chrom, pos + d) not in used for d in range(-4, 5)):
-            used.add((chrom, pos))
-            return pos
+    if ("full", gene) not in used:
+        for _ in range(_TRIES):
+            pos = rng.randint(start + 100, end - 100)
+            if all((chrom, pos + d) not in used for d in range(-4, 5)):
+                used.add((chrom, pos))
+                return pos
+        used.add(("full", gene))
+    raise GeneFull(f"{gene} has no free position left for another variant")
 
 
 def _multiallelic(rng: random.Random, used: set) -> Variant:
@@ -174,8 +187,17 @@ def _multiallelic(rng: random.Random, used: set) -> Variant:
 
 def _synthetic(rng: random.Random, used: set) -> Variant:
     """A plausible SNV or small indel in a catalog gene, mostly benign or VUS."""
-    gene = rng.choice(sorted(GENES))
-    pos = _free_pos(rng, gene, used)
+    genes = sorted(GENES)
+    gene = rng.choice(genes)
+    while True:
+        try:
+            pos = _free_pos(rng, gene, used)
+            break
+        except GeneFull:  # another gene, among those with room
+            genes = [g for g in genes if ("full", g) not in used]
+            if not genes:
+                raise GeneFull(f"all {len(GENES)} catalog genes are full; ask for fewer sites") from None
+            gene = rng.choice(genes)
     ref = rng.choice("ACGT")
     n = rng.randint(50, 4000)
     kind = rng.random()
