@@ -259,6 +259,18 @@ def test_carrier_flag_forces_a_pathogenic_brca_het():
     assert hits
 
 
+def test_bgzf_written_in_pieces_is_the_file_written_whole():
+    """The cohort-scale file is streamed block by block (its text would not fit in
+    memory at benchmark sizes): cut anywhere, the pieces give the same bytes."""
+    rng = random.Random(5)
+    data = bytes(rng.randrange(32, 127) for _ in range(3 * vcfmod.BGZF_BLOCK + 1234))
+    cuts = sorted(rng.sample(range(1, len(data)), 40)) + [len(data)]
+    pieces = [data[a:b] for a, b in zip([0] + cuts, cuts)]
+    streamed = b"".join(vcfmod.bgzf_blocks(pieces))
+    assert streamed == vcfmod.bgzf_compress(data)
+    assert gzip.decompress(streamed) == data and streamed.endswith(vcfmod.BGZF_EOF)
+
+
 def test_a_benchmark_file_outgrowing_a_small_gene_moves_on_to_the_others(monkeypatch):
     """A cohort-scale file asks for more sites than a small gene holds (APOE: a few
     hundred). The generator used to loop forever there; now a full gene is skipped, and

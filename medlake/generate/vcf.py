@@ -16,7 +16,9 @@ from __future__ import annotations
 import random
 import struct
 import zlib
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from itertools import chain
 from pathlib import Path
 
 from medlake.generate import model as m
@@ -407,10 +409,21 @@ def render_panel(rng: random.Random, patients: list[m.Patient], used: set) -> tu
 
 def bgzf_compress(data: bytes) -> bytes:
     """BGZF: independent gzip members (≤ 65280 input bytes each) with BSIZE in a 'BC' extra field."""
-    out = bytearray()
-    for i in range(0, len(data), BGZF_BLOCK):
-        out += _bgzf_block(data[i:i + BGZF_BLOCK])
-    return bytes(out + BGZF_EOF)
+    return b"".join(bgzf_blocks([data]))
+
+
+def bgzf_blocks(parts: Iterable[bytes]) -> Iterator[bytes]:
+    """The BGZF members of the bytes `parts` join into, cut every BGZF_BLOCK bytes of that
+    whole, then the EOF member: a file of any size written in bounded memory."""
+    pending = bytearray()
+    for part in parts:
+        pending += part
+        while len(pending) >= BGZF_BLOCK:
+            yield _bgzf_block(bytes(pending[:BGZF_BLOCK]))
+            del pending[:BGZF_BLOCK]
+    if pending:
+        yield _bgzf_block(bytes(pending))
+    yield BGZF_EOF
 
 
 def _bgzf_block(chunk: bytes) -> bytes:
@@ -455,9 +468,9 @@ def write_cohort_scale_vcf(path: Path, samples: int, sites: int, seed: int = 0) 
     variants = sorted((_synthetic(rng, used) for _ in range(sites)),
                       key=lambda v: (_chrom_order(v.chrom), v.pos))
     names = [f"S{i:06d}" for i in range(samples)]
-    text = "\n".join(header_lines(names)) + "\n"
-    chunks = [text]
-    for v in variants:
-        chunks.append(record_line(v, [_call(rng, v, False) for _ in names]) + "\n")
-    path.write_bytes(bgzf_compress("".join(chunks).encode("ascii")))
+    lines = chain(["\n".join(header_lines(names))],
+                  (record_line(v, [_call(rng, v, False) for _ in names]) for v in variants))
+    with open(path, "wb") as f:  # streamed: a 20M-genotype file's text would be ~1 GB
+        for block in bgzf_blocks((line + "\n").encode("ascii") for line in lines):
+            f.write(block)
     return path
