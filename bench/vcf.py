@@ -5,7 +5,7 @@ The floor is a plain cyvcf2 loop over the same file in the same run that reads e
 record and decodes its genotypes (`variant.genotypes`, cyvcf2's documented call; the
 numpy `genotype.array()` decode is shown too). Ingestion streams the file in Arrow
 batches and MERGEs them into Delta, so its peak memory should stay flat as the file grows.
-Each measurement runs in a fresh subprocess so peak RSS (ru_maxrss) is its own, and
+Each measurement runs in a fresh subprocess so its peak memory (VmHWM) is its own, and
 reports its wall time and the CPU seconds of all its threads: the floor runs on one core,
 ingestion parses on one and writes on the other, so on C cores it cannot beat its CPU
 seconds / C, and a neighbour on either core slows it more than the floor.
