@@ -915,8 +915,8 @@ def _read_file(buffer: _Buffer, pieces: Iterable[Parsed], digest: str, provenanc
             return n, problems, True, status
         for table, table_rows in parsed.rows.items():
             n += buffer.add(table, table_rows, digest, provenance, table in parsed.distinct)
-        if buffer.size < flush_rows and not (
-                idle_rows and not check and buffer.size >= idle_rows and buffer.writer.idle()):
+        early = idle_rows and not check and buffer.size >= idle_rows and buffer.writer.idle()
+        if buffer.size < flush_rows and not early:
             continue
         if check and digest not in buffer.flushed:
             check = False

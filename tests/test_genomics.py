@@ -1,6 +1,7 @@
 """Genomics: streaming VCF ingestion, annotations, sample linkage and the genomic marts."""
 import json
 import shutil
+import threading
 from pathlib import Path
 
 import cyvcf2
@@ -171,7 +172,7 @@ def test_a_streamed_file_flushes_early_only_while_the_writer_is_idle(home, tmp_p
 
 
 def test_the_writer_is_idle_only_without_a_write_in_flight():
-    release = __import__("threading").Event()
+    release = threading.Event()
     with engine._Writer() as writer:
         assert writer.idle()
         writer.submit(release.wait)

@@ -190,8 +190,8 @@ def _multiallelic(rng: random.Random, used: set) -> Variant:
 def _synthetic(rng: random.Random, used: set) -> Variant:
     """A plausible SNV or small indel in a catalog gene, mostly benign or VUS."""
     genes = sorted(GENES)
-    gene = rng.choice(genes)
     while True:
+        gene = rng.choice(genes)
         try:
             pos = _free_pos(rng, gene, used)
             break
@@ -199,7 +199,6 @@ def _synthetic(rng: random.Random, used: set) -> Variant:
             genes = [g for g in genes if ("full", g) not in used]
             if not genes:
                 raise GeneFull(f"all {len(GENES)} catalog genes are full; ask for fewer sites") from None
-            gene = rng.choice(genes)
     ref = rng.choice("ACGT")
     n = rng.randint(50, 4000)
     kind = rng.random()
